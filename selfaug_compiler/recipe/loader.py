@@ -1,0 +1,197 @@
+"""Load a recipe: YAML with line numbers, ``extends``, ``--set`` overrides, validation.
+
+Precedence, lowest first:
+
+1. the schema's defaults (``recipe/schema.py``);
+2. the ``extends`` chain, base first (a base's own ``extends`` is applied before it);
+3. the recipe file itself;
+4. ``--set a.b=value`` overrides, in the order given.
+
+Layers merge key by key: mappings merge recursively, anything else (a scalar, a list) replaces
+the lower layer's value entirely. ``extends`` paths are relative to the file that names them
+(a string or a list of strings, applied in order); a cycle is an error naming the chain. Other
+relative paths in a recipe (data files, templates) are relative to the recipe file given on the
+command line. ``--set`` values are parsed as YAML (``--set train.lr=1e-4``,
+``--set eval.retention=[piqa,sciq]``) and validated like the file; their errors name the
+``--set`` argument.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from selfaug_compiler.errors import Location, Problem, SelfaugError
+from selfaug_compiler.recipe.diagnostics import dotted, problems_from_validation
+from selfaug_compiler.recipe.located import (
+    LList,
+    LMap,
+    LNode,
+    LScalar,
+    deep_merge,
+    from_plain,
+    locate,
+    parse_yaml,
+    set_path,
+    to_plain,
+)
+from selfaug_compiler.recipe.schema import Recipe
+
+EXTENDS = "extends"
+
+
+@dataclass
+class LoadedRecipe:
+    """A validated recipe plus where every value came from."""
+
+    recipe: Recipe
+    path: Path  # the recipe file as given
+    tree: LMap  # merged located tree (all layers)
+    files: list[Path]  # every file read, base first
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+    def where(self, *path: Any) -> Location:
+        """The location of the value at a field path (or of the nearest enclosing mapping)."""
+        return locate(self.tree, tuple(path))[0]
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> LoadedRecipe:
+    """Read, merge and validate a recipe; raises ``SelfaugError`` on any user mistake."""
+    path = Path(path)
+    files: list[Path] = []
+    tree = _load_with_extends(path, stack=[], files=files)
+    for arg in overrides or []:
+        _apply_set(tree, arg)
+    data = to_plain(tree)
+    try:
+        recipe = Recipe.model_validate(data)
+    except ValidationError as exc:
+        raise SelfaugError(problems=problems_from_validation(exc, tree, Recipe)) from None
+    return LoadedRecipe(recipe=recipe, path=path, tree=tree, files=files)
+
+
+def read_text(path: Path, *, named_at: Location | None = None, what: str = "recipe") -> str:
+    """A UTF-8 text file, or a SelfaugError saying why not."""
+    loc = named_at or Location(str(path))
+    if not path.is_file():
+        raise SelfaugError(
+            f"{what} file `{path}` does not exist" if not path.exists() else f"`{path}` is not a file",
+            problems=None, file=loc.file, line=loc.line, column=loc.column,
+            expected=f"a {what} YAML file", found=str(path), hint="check the path (relative paths start at the including file)",
+        )
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise SelfaugError(
+            f"{what} is not UTF-8 text (binary file?)", file=str(path), line=line,
+            expected="a UTF-8 YAML text file", found=f"byte {raw[exc.start]:#04x} at offset {exc.start}",
+        ) from None
+    if "\x00" in text:
+        line = text[: text.index("\x00")].count("\n") + 1
+        raise SelfaugError(
+            f"{what} contains NUL bytes (binary file?)", file=str(path), line=line,
+            expected="a UTF-8 YAML text file", found="a NUL byte",
+        )
+    return text
+
+
+def _load_with_extends(path: Path, stack: list[Path], files: list[Path], named_at: Location | None = None) -> LMap:
+    resolved = path.resolve()
+    if resolved in stack:
+        chain = " -> ".join(str(p.name) for p in stack[stack.index(resolved):] + [resolved])
+        loc = named_at or Location(str(path))
+        raise SelfaugError(
+            f"`extends` forms a cycle: {chain}", file=loc.file, line=loc.line, column=loc.column,
+            expected="a chain of bases that ends", found=chain, hint="remove one `extends` from the cycle",
+        )
+    tree = _parse_file(path, named_at)
+    files.append(path)
+    merged: LNode | None = None
+    for base_name, base_loc in _extends_of(tree, path):
+        base_path = path.parent / base_name
+        base = _load_with_extends(base_path, stack + [resolved], files, named_at=base_loc)
+        merged = base if merged is None else deep_merge(merged, base)
+    if EXTENDS in tree.items:
+        del tree.items[EXTENDS]
+        tree.key_locs.pop(EXTENDS, None)
+    result = tree if merged is None else deep_merge(merged, tree)
+    assert isinstance(result, LMap)
+    return result
+
+
+def _parse_file(path: Path, named_at: Location | None) -> LMap:
+    text = read_text(path, named_at=named_at)
+    tree = parse_yaml(text, str(path))
+    if tree is None:
+        raise SelfaugError(
+            "recipe is empty", file=str(path), line=1, column=1,
+            expected="a mapping with at least `name:` and `task:`", found="an empty document",
+            hint="start from recipes/default.yaml",
+        )
+    if not isinstance(tree, LMap):
+        shape = "a list" if isinstance(tree, LList) else f"a single value {tree.value!r}" if isinstance(tree, LScalar) else "?"
+        raise SelfaugError(
+            "a recipe must be a mapping of sections", file=str(path), line=tree.loc.line, column=tree.loc.column,
+            expected="`name:`, `task:`, `augment:`, ... at the top level", found=shape,
+        )
+    return tree
+
+
+def _extends_of(tree: LMap, path: Path) -> list[tuple[str, Location]]:
+    node = tree.items.get(EXTENDS)
+    if node is None:
+        return []
+    values = node.items if isinstance(node, LList) else [node]
+    out = []
+    for value in values:
+        if not isinstance(value, LScalar) or not isinstance(value.value, str) or not value.value:
+            raise SelfaugError(
+                "`extends` must name a recipe file", file=value.loc.file, line=value.loc.line, column=value.loc.column,
+                field=EXTENDS, expected="a relative path such as `default.yaml` (or a list of them)",
+                found=repr(to_plain(value)),
+            )
+        out.append((value.value, value.loc))
+    return out
+
+
+def _apply_set(tree: LMap, arg: str) -> None:
+    where = Location(f"--set {arg}")
+    key, sep, raw = arg.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise SelfaugError(
+            problems=[Problem(
+                "bad --set argument", location=where, expected="KEY.PATH=VALUE, e.g. train.lr=1e-4", found=arg,
+            )]
+        )
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise SelfaugError(
+            problems=[Problem(
+                f"the value of --set {key} is not valid YAML", location=where, field=key,
+                expected="a YAML value: 1e-4, true, text, [a, b], {r: 8}", found=raw,
+                hint=str(getattr(exc, "problem", "") or exc),
+            )]
+        ) from None
+    if key == EXTENDS:
+        raise SelfaugError(problems=[Problem("`extends` cannot be set from the command line", location=where, field=key)])
+    try:
+        set_path(tree, key.split("."), from_plain(value, where))
+    except KeyError as exc:
+        raise SelfaugError(
+            problems=[Problem(f"cannot set {key}: {exc.args[0]}", location=where, field=key, found=arg)]
+        ) from None
+
+
+def describe_path(path: tuple[Any, ...]) -> str:
+    return dotted(path)

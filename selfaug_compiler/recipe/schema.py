@@ -1,0 +1,297 @@
+"""The recipe schema (pydantic v2, strict: unknown keys are errors).
+
+Every field either changes what a step produces (*content*, the default) or only how fast it
+runs (*speed*, marked with ``speed_field``). Plan ids hash the content fields only; see
+``content_view``. Defaults for the methods come from the papers cited in DESIGN.md.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+SPEED = "speed"
+TargetSource = Literal["gold", "self", "paraphrase", "rewrite", "self_dialogue", "replay"]
+DType = Literal["auto", "float32", "bfloat16", "float16"]
+
+
+def speed_field(default: Any = ..., **kwargs: Any) -> Any:
+    """A field that only changes speed (batch sizes, devices, workers): excluded from step ids."""
+    extra = dict(kwargs.pop("json_schema_extra", None) or {})
+    extra["x-affects"] = SPEED
+    return Field(default, json_schema_extra=extra, **kwargs)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True, frozen=True)
+
+
+# ----------------------------------------------------------------------------- model
+class ModelSpec(Strict):
+    """The base model. ``ref`` is ``packaged:<name>``, a hub id (``org/name``) or a local folder."""
+
+    ref: str = Field("packaged:smollm2-135m-instruct", description="packaged:NAME | hub id | local path")
+    revision: str | None = Field(None, description="hub revision (branch, tag or commit)")
+    dtype: DType = Field("auto", description="auto = bf16 where the hardware runs it fast, else fp32")
+    chat_template: str | None = Field(None, description="path to a jinja chat template overriding the tokenizer's")
+    trust_remote_code: bool = False
+
+
+# ----------------------------------------------------------------------------- task data
+class FileSource(Strict):
+    kind: Literal["file"] = "file"
+    path: str = Field(..., description="jsonl, json, csv or parquet file, relative to the recipe")
+
+
+class PackagedSource(Strict):
+    kind: Literal["packaged"] = "packaged"
+    name: str = Field(..., description="a packaged benchmark, e.g. gsm8k, mbpp, arc_easy")
+
+
+class HFSource(Strict):
+    kind: Literal["hf"] = "hf"
+    path: str = Field(..., description="hub dataset id or a dataset saved with save_to_disk")
+    name: str | None = None
+    split: str = "train"
+
+
+DataSource = Annotated[Union[FileSource, PackagedSource, HFSource], Field(discriminator="kind")]
+
+
+class FieldMap(Strict):
+    """Which source columns hold the prompt, the gold response and the row key."""
+
+    prompt: str = "question"
+    response: str = "answer"
+    id: str | None = Field(None, description="key column; default: a hash of the prompt")
+
+
+class Split(Strict):
+    """A fixed, seeded train/held-out split of the source rows."""
+
+    train: int | None = Field(None, ge=1, description="rows for training (None: all that remain)")
+    heldout: int = Field(0, ge=0, description="rows held out for in-domain evaluation")
+    seed: int = 0
+
+
+class TaskSpec(Strict):
+    name: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$")
+    source: DataSource
+    fields: FieldMap = FieldMap()
+    answer_type: Literal["number", "code", "text", "choice"] = "text"
+    split: Split = Split()
+    system_prompt: str | None = None
+
+
+# ----------------------------------------------------------------------------- augmentation
+class Sampling(Strict):
+    temperature: float = Field(0.7, ge=0.0, le=5.0)
+    top_p: float = Field(0.9, gt=0.0, le=1.0)
+    max_new_tokens: int = Field(256, ge=1)
+
+
+class Greedy(Sampling):
+    temperature: float = Field(0.0, ge=0.0, le=5.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+
+
+class JudgeSpec(Strict):
+    kind: Literal["numeric", "code_exec", "embedding", "model"] = "numeric"
+    threshold: float = Field(0.8, ge=-1.0, le=1.0, description="embedding similarity needed (embedding judge)")
+    template: str = Field("prompts/judge.j2", description="prompt for the model-as-judge")
+    timeout_s: float = speed_field(5.0, gt=0, description="per-sample limit for code execution")
+
+
+class NoAugment(Strict):
+    method: Literal["none"] = "none"
+
+
+class SaSftParams(Strict):
+    """SA-SFT: self-dialogues of the frozen base model mixed into the task data.
+
+    ``ratio`` is self-dialogue rows per task row in the training set (0.5: one dialogue for
+    every two task rows); ``n_dialogues`` caps how many are generated (None: as the ratio needs).
+    """
+
+    method: Literal["sa_sft"] = "sa_sft"
+    n_dialogues: int | None = Field(None, ge=1)
+    ratio: float = Field(0.5, gt=0.0, le=10.0)
+    turns: int = Field(1, ge=1, le=8)
+    sampling: Sampling = Sampling()
+    template: str = "prompts/self_dialogue.j2"
+    topics: str | list[str] | None = Field(None, description="seed topics: a list, a file, or None for the built-in list")
+    max_repetition: float = Field(0.3, ge=0.0, le=1.0, description="repeated n-gram share above which a dialogue is degenerate")
+
+
+class S3ftParams(Strict):
+    """S3FT: keep the model's own correct answer, else its paraphrase of gold, else gold."""
+
+    method: Literal["s3ft"] = "s3ft"
+    judge: JudgeSpec = JudgeSpec()
+    answer: Greedy = Greedy()
+    paraphrase: Greedy = Greedy()
+    answer_template: str = "prompts/self_answer.j2"
+    paraphrase_template: str = "prompts/paraphrase.j2"
+
+
+class SdftParams(Strict):
+    """SDFT: the seed model rewrites each gold answer; leaks and changed answers keep gold."""
+
+    method: Literal["sdft"] = "sdft"
+    sampling: Greedy = Greedy()
+    template: str = "prompts/rewrite.j2"
+    leak_phrases: list[str] = [
+        "reference answer",
+        "your response",
+        "the reference",
+        "original answer",
+        "provided answer",
+    ]
+    check_final_number: bool = True
+
+
+class ReplayParams(Strict):
+    """External-data replay: rows of another dataset mixed in at ``ratio`` per task row."""
+
+    method: Literal["replay"] = "replay"
+    source: DataSource = PackagedSource(name="sciq")
+    fields: FieldMap = FieldMap(prompt="question", response="answer")
+    ratio: float = Field(0.5, gt=0.0, le=10.0)
+
+
+AugmentSpec = Annotated[
+    Union[NoAugment, SaSftParams, S3ftParams, SdftParams, ReplayParams], Field(discriminator="method")
+]
+
+
+# ----------------------------------------------------------------------------- training
+class LoraSpec(Strict):
+    r: int = Field(8, ge=1)
+    alpha: int = Field(16, ge=1)
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    target_modules: list[str] = ["q_proj", "v_proj"]
+
+
+class FreezeSpec(Strict):
+    layers: str | list[int] = Field("0-15", description='indices or ranges: "0-15", "0,2,4-6", or a list')
+    embeddings: bool = True
+
+
+class TrainSpec(Strict):
+    method: Literal["full", "lora", "freeze"] = "full"
+    lr: float = Field(1e-4, gt=0.0, le=1.0)
+    epochs: float = Field(2.0, gt=0.0)
+    batch_size: int = Field(8, ge=1, description="global batch (micro batch x processes x accumulation)")
+    scheduler: Literal["cosine", "linear", "constant"] = "cosine"
+    warmup_ratio: float = Field(0.03, ge=0.0, lt=1.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    max_grad_norm: float = Field(1.0, gt=0.0)
+    max_length: int = Field(512, ge=16, description="tokens per example (prompt + response)")
+    packing: bool = False
+    lora: LoraSpec = LoraSpec()
+    freeze: FreezeSpec = FreezeSpec()
+    save_every_steps: int = speed_field(50, ge=1, description="checkpoint interval (resume granularity)")
+
+
+# ----------------------------------------------------------------------------- evaluation
+class CustomBenchmark(Strict):
+    name: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$")
+    path: str = Field(..., description="jsonl: query/choices/gold (multiple_choice) or prompt/answer (generation)")
+    type: Literal["multiple_choice", "generation"] = "multiple_choice"
+    answer_type: Literal["number", "code", "text"] = "number"
+
+
+class EvalSpec(Strict):
+    retention: list[str] = ["arc_easy", "piqa", "hellaswag", "sciq"]
+    in_domain: list[str] = Field(["heldout"], description='"heldout" = the task\'s held-out split')
+    custom: list[CustomBenchmark] = []
+    limit: int | None = Field(200, ge=1, description="items per benchmark, a fixed subset chosen by seed")
+    max_new_tokens: int = Field(256, ge=1)
+    seed: int = 0
+
+
+# ----------------------------------------------------------------------------- store, execution
+class StoreSpec(Strict):
+    path: str | None = Field(None, description="DuckDB file; default .selfaug/store.duckdb (SELFAUG_STORE overrides)")
+
+
+class SlurmSpec(Strict):
+    partition: str | None = speed_field(None)
+    time: str = speed_field("04:00:00")
+    nodes: int = speed_field(1, ge=1)
+    gpus_per_node: int = speed_field(1, ge=0)
+    cpus_per_task: int = speed_field(8, ge=1)
+
+
+class ExecutionSpec(Strict):
+    """How to run, never what comes out: every field here is a speed field."""
+
+    launcher: Literal["local", "accelerate", "slurm"] = speed_field("local")
+    device: Literal["auto", "cpu", "cuda"] = speed_field("auto")
+    num_processes: int = speed_field(1, ge=1)
+    micro_batch_size: int = speed_field(8, ge=1)
+    generate_batch_size: int = speed_field(16, ge=1)
+    eval_batch_size: int = speed_field(16, ge=1)
+    slurm: SlurmSpec = speed_field(SlurmSpec())
+
+
+# ----------------------------------------------------------------------------- continual
+class StageSpec(Strict):
+    """One stage of a continual sequence: trains from the previous stage's model."""
+
+    task: TaskSpec
+    augment: AugmentSpec | None = Field(None, description="None: the recipe's augment")
+    train: TrainSpec | None = Field(None, description="None: the recipe's train")
+
+
+class Recipe(Strict):
+    name: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$")
+    seed: int = 1234
+    model: ModelSpec = ModelSpec()
+    task: TaskSpec | None = None
+    stages: list[StageSpec] | None = Field(None, description="a continual sequence of tasks")
+    augment: AugmentSpec = NoAugment()
+    train: TrainSpec = TrainSpec()
+    eval: EvalSpec = EvalSpec()
+    store: StoreSpec = StoreSpec()
+    execution: ExecutionSpec = ExecutionSpec()
+
+    @model_validator(mode="after")
+    def _task_or_stages(self) -> "Recipe":
+        if (self.task is None) == (self.stages is None):
+            raise ValueError("give exactly one of `task` (a single task) or `stages` (a continual sequence)")
+        if self.stages is not None and len(self.stages) < 1:
+            raise ValueError("`stages` needs at least one stage")
+        return self
+
+    def stage_list(self) -> list[StageSpec]:
+        """The tasks in training order, each with its effective augment and train settings."""
+        if self.stages is None:
+            assert self.task is not None
+            return [StageSpec(task=self.task, augment=self.augment, train=self.train)]
+        return [
+            StageSpec(task=s.task, augment=s.augment or self.augment, train=s.train or self.train)
+            for s in self.stages
+        ]
+
+
+def is_speed_field(model: type[BaseModel], name: str) -> bool:
+    info = model.model_fields[name]
+    extra = info.json_schema_extra
+    return isinstance(extra, dict) and extra.get("x-affects") == SPEED
+
+
+def content_view(value: Any) -> Any:
+    """The value with every speed field removed, as plain JSON data (for content ids)."""
+    if isinstance(value, BaseModel):
+        return {
+            name: content_view(getattr(value, name))
+            for name in type(value).model_fields
+            if not is_speed_field(type(value), name)
+        }
+    if isinstance(value, (list, tuple)):
+        return [content_view(v) for v in value]
+    if isinstance(value, dict):
+        return {k: content_view(v) for k, v in value.items()}
+    return value

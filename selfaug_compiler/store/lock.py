@@ -1,0 +1,70 @@
+"""Opening the DuckDB file: path resolution and the one-writer lock.
+
+DuckDB lets one process hold a file open for writing (readers take a shared lock that also
+conflicts with a writer). A second process gets an ``IOException`` "Could not set lock ...
+(PID n)": we retry until ``wait_s`` has passed, then raise a ``SelfaugError`` naming the pid.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+
+from selfaug_compiler.errors import SelfaugError
+
+DEFAULT_STORE = ".selfaug/store.duckdb"
+DEFAULT_WAIT_S = 5.0
+_PID = re.compile(r"PID (\d+)")
+
+
+def resolve_store_path(path: str | os.PathLike | None = None, recipe_store_path: str | None = None) -> Path:
+    """Explicit path (the CLI's --store) > $SELFAUG_STORE > the recipe's store.path > default."""
+    for candidate in (path, os.environ.get("SELFAUG_STORE"), recipe_store_path):
+        if candidate:
+            return Path(candidate).expanduser()
+    return Path(DEFAULT_STORE)
+
+
+def default_wait_s() -> float:
+    raw = os.environ.get("SELFAUG_STORE_WAIT")
+    if not raw:
+        return DEFAULT_WAIT_S
+    try:
+        return max(0.0, float(raw))
+    except ValueError as exc:
+        raise SelfaugError("SELFAUG_STORE_WAIT must be a number of seconds", found=raw) from exc
+
+
+def _is_lock_error(exc: Exception) -> bool:
+    return "lock" in str(exc).lower() and "conflicting" in str(exc).lower()
+
+
+def connect(path: Path, *, read_only: bool, wait_s: float):
+    """A DuckDB connection to ``path``, waiting up to ``wait_s`` for another process's lock."""
+    import duckdb
+
+    if read_only and not path.exists():
+        raise SelfaugError(
+            f"no store at {path}", hint="import data first (selfaug data import) or pass --store PATH"
+        )
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + wait_s
+    delay = 0.05
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as exc:
+            if not _is_lock_error(exc):
+                raise SelfaugError(f"cannot open store {path}: {exc}") from exc
+            if time.monotonic() >= deadline:
+                pid = _PID.search(str(exc))
+                who = f"pid {pid.group(1)}" if pid else "unknown pid"
+                raise SelfaugError(
+                    f"store {path} is in use by another process ({who})",
+                    hint=f"wait for it to finish, or set SELFAUG_STORE_WAIT (waited {wait_s:g}s)",
+                ) from exc
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)

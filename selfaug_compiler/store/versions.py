@@ -1,0 +1,215 @@
+"""Dataset versions: commit, resolve, read, log, tags. Functions over a DuckDB connection.
+
+Version content id = sha256 of canonical JSON ``{"rows": D, "parent": P, "step": S}`` where D is
+sha256 over the rows sorted by key, each framed as ``len(key):key`` + content hash. The version
+also stores ``rows_digest`` (sha256 over the full row hashes in key order) so that an identical
+re-commit (same rows, metadata included, same step) is recognized and stores nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import pyarrow as pa
+
+from selfaug_compiler.errors import SelfaugError
+from selfaug_compiler.plan import canonical_json, sha256_hex
+from selfaug_compiler.store.rows import (
+    ROW_COLUMNS,
+    content_hash_sql,
+    default_key_sql,
+    row_hash_sql,
+    validate_sources,
+)
+
+NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+_COLS = ", ".join(ROW_COLUMNS)
+_VERSION_COLS = "vid, dataset, seq, id, parent, step_id, recipe_hash, message, created_at, n_rows, rows_digest"
+
+
+@dataclass(frozen=True)
+class Version:
+    """One immutable dataset version. ``ref`` (``name@<id>``) names it exactly."""
+
+    dataset: str
+    id: str
+    seq: int
+    parent: str | None
+    step_id: str | None
+    recipe_hash: str | None
+    message: str | None
+    created_at: datetime | None
+    n_rows: int
+    rows_digest: str = ""
+    vid: int = 0
+    tags: tuple[str, ...] = field(default=())
+
+    @property
+    def ref(self) -> str:
+        return f"{self.dataset}@{self.id}"
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("vid")
+        d["created_at"] = self.created_at.isoformat() if self.created_at else None
+        d["tags"] = list(self.tags)
+        d["ref"] = self.ref
+        return d
+
+
+def check_name(name: str, what: str = "dataset name") -> None:
+    if not NAME_RE.match(name or ""):
+        raise SelfaugError(f"invalid {what} {name!r}", expected="letters, digits, '_', '.', '-'",
+                           found=repr(name))
+
+
+def version_id(content_digest: str, parent: str | None, step_id: str | None) -> str:
+    return sha256_hex(canonical_json({"rows": content_digest, "parent": parent, "step": step_id}))
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def _version_from_row(con, row) -> Version:
+    v = Version(vid=row[0], dataset=row[1], seq=row[2], id=row[3], parent=row[4], step_id=row[5],
+                recipe_hash=row[6], message=row[7], created_at=row[8], n_rows=row[9], rows_digest=row[10])
+    tags = con.execute("SELECT tag FROM tags WHERE dataset = ? AND id = ? ORDER BY tag", [v.dataset, v.id]).fetchall()
+    return Version(**{**v.__dict__, "tags": tuple(t[0] for t in tags)})
+
+
+def latest(con, dataset: str) -> Version | None:
+    row = con.execute(f"SELECT {_VERSION_COLS} FROM versions WHERE dataset = ? ORDER BY seq DESC LIMIT 1", [dataset]).fetchone()
+    return _version_from_row(con, row) if row else None
+
+
+def log(con, dataset: str) -> list[Version]:
+    rows = con.execute(f"SELECT {_VERSION_COLS} FROM versions WHERE dataset = ? ORDER BY seq", [dataset]).fetchall()
+    if not rows:
+        _unknown_dataset(con, dataset)
+    return [_version_from_row(con, r) for r in rows]
+
+
+def _unknown_dataset(con, dataset: str) -> None:
+    names = [r[0] for r in con.execute("SELECT name FROM datasets ORDER BY name").fetchall()]
+    raise SelfaugError(f"unknown dataset {dataset!r}", field="dataset",
+                       expected=", ".join(names) or "(the store has no datasets)", found=dataset,
+                       hint="list datasets with `selfaug data ls`")
+
+
+def resolve(con, ref: str) -> Version:
+    """``NAME`` (latest), ``NAME@3`` (sequence), ``NAME@tag`` or ``NAME@<id prefix>``."""
+    name, _, sel = ref.rpartition("@") if "@" in ref else (ref, "", "")
+    check_name(name)
+    if not sel:
+        v = latest(con, name)
+        if v is None:
+            _unknown_dataset(con, name)
+        return v
+    if sel.isdigit() and len(sel) < 8:
+        rows = con.execute(f"SELECT {_VERSION_COLS} FROM versions WHERE dataset = ? AND seq = ?", [name, int(sel)]).fetchall()
+    else:
+        rows = con.execute(
+            f"SELECT {_VERSION_COLS} FROM versions WHERE dataset = ? AND id = "
+            "(SELECT id FROM tags WHERE dataset = ? AND tag = ?)", [name, name, sel]).fetchall()
+        if not rows and re.fullmatch(r"[0-9a-f]{4,64}", sel):
+            rows = con.execute(f"SELECT {_VERSION_COLS} FROM versions WHERE dataset = ? AND starts_with(id, ?)",
+                               [name, sel]).fetchall()
+    if len(rows) == 1:
+        return _version_from_row(con, rows[0])
+    if len(rows) > 1:
+        raise SelfaugError(f"version {ref!r} is ambiguous: {len(rows)} ids start with {sel!r}",
+                           hint="give more characters of the id")
+    known = [f"@{v.seq} ({v.short_id})" for v in log(con, name)]
+    raise SelfaugError(f"unknown version {ref!r}", field="version", expected=", ".join(known[-10:]),
+                       found=sel, hint=f"see `selfaug data log {name}`")
+
+
+def read(con, version: Version, *, with_hashes: bool = False) -> pa.Table:
+    """The rows of a version, ordered by key."""
+    extra = ", r.content_hash, r.row_hash" if with_hashes else ""
+    cols = ", ".join(f"r.{c}" for c in ROW_COLUMNS)
+    return con.execute(
+        f"SELECT {cols}{extra} FROM version_rows vr JOIN rows r ON r.row_hash = vr.row_hash "
+        "WHERE vr.vid = ? ORDER BY r.key", [version.vid]).fetch_arrow_table()
+
+
+def version_for_step(con, step_id: str, dataset: str | None = None) -> Version | None:
+    sql = f"SELECT {_VERSION_COLS} FROM versions WHERE step_id = ?"
+    args: list[Any] = [step_id]
+    if dataset is not None:
+        sql += " AND dataset = ?"
+        args.append(dataset)
+    row = con.execute(sql + " ORDER BY created_at DESC, vid DESC LIMIT 1", args).fetchone()
+    return _version_from_row(con, row) if row else None
+
+
+def tag(con, version: Version, tag_name: str) -> None:
+    check_name(tag_name, "tag")
+    if tag_name.isdigit() or re.fullmatch(r"[0-9a-f]{4,64}", tag_name):
+        raise SelfaugError(f"tag {tag_name!r} would read as a version number or id",
+                           hint="use a tag with a letter outside a-f, e.g. 'v1' or 'baseline'")
+    con.execute("INSERT OR REPLACE INTO tags VALUES (?, ?, ?)", [version.dataset, tag_name, version.id])
+
+
+# ----------------------------------------------------------------------------- commit
+def prepare(con, table: pa.Table, tmp: str, stage_id: str | None = None) -> None:
+    """Create temp table ``tmp``: the incoming (+ staged) rows with keys and hashes filled."""
+    con.register(f"{tmp}_in", table)
+    source = f"SELECT {_COLS} FROM {tmp}_in"
+    if stage_id is not None:
+        source = f"SELECT DISTINCT * FROM ({source} UNION ALL SELECT {_COLS} FROM staged WHERE stage_id = $stage)"
+    keyed = f"SELECT * REPLACE ({default_key_sql()} AS key) FROM ({source})"
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {tmp} AS SELECT *, {content_hash_sql()} AS content_hash, "
+        f"{row_hash_sql()} AS row_hash FROM ({keyed})",
+        {"stage": stage_id} if stage_id is not None else None,
+    )
+    con.unregister(f"{tmp}_in")
+
+
+def check_keys(con, tmp: str, dataset: str) -> None:
+    validate_sources(con, tmp)
+    dups = con.execute(f"SELECT key, count(*) FROM {tmp} GROUP BY key HAVING count(*) > 1 ORDER BY key LIMIT 3").fetchall()
+    if dups:
+        key, n = dups[0]
+        raise SelfaugError(f"duplicate key {key!r} ({n} rows) in the rows for dataset {dataset!r}",
+                           field="key", found=", ".join(repr(d[0]) for d in dups),
+                           hint="declare a unique id column (--key FIELD) or remove the duplicates")
+
+
+def digests(con, tmp: str) -> tuple[int, str, str]:
+    """(row count, content digest over sorted keys + content hashes, full row digest)."""
+    n, content, full = con.execute(
+        f"SELECT count(*), sha256(coalesce(string_agg(length(key)::VARCHAR || ':' || key || content_hash, '' ORDER BY key), '')), "
+        f"sha256(coalesce(string_agg(row_hash, '' ORDER BY key), '')) FROM {tmp}").fetchone()
+    return n, content, full
+
+
+def find_existing(con, dataset: str, vid_id: str) -> Version | None:
+    row = con.execute(f"SELECT {_VERSION_COLS} FROM versions WHERE dataset = ? AND id = ?", [dataset, vid_id]).fetchone()
+    return _version_from_row(con, row) if row else None
+
+
+def write_version(con, tmp: str, *, dataset: str, vid_id: str, parent: str | None, step_id: str | None,
+                  recipe_hash: str | None, message: str | None, n_rows: int, rows_digest: str,
+                  stage_id: str | None) -> None:
+    """Insert new rows, membership and the version record; caller holds the transaction."""
+    now = _now()
+    con.execute("INSERT INTO datasets SELECT ?, ? WHERE NOT EXISTS (SELECT 1 FROM datasets WHERE name = ?)",
+                [dataset, now, dataset])
+    vid = con.execute("SELECT coalesce(max(vid), 0) + 1 FROM versions").fetchone()[0]
+    seq = con.execute("SELECT coalesce(max(seq), 0) + 1 FROM versions WHERE dataset = ?", [dataset]).fetchone()[0]
+    con.execute(f"INSERT INTO rows SELECT row_hash, content_hash, {_COLS} FROM {tmp} ANTI JOIN rows USING (row_hash)")
+    con.execute(f"INSERT INTO version_rows SELECT {int(vid)}, row_hash FROM {tmp}")
+    if stage_id is not None:
+        con.execute("DELETE FROM staged WHERE stage_id = ?", [stage_id])
+    con.execute("INSERT INTO versions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [vid, dataset, seq, vid_id, parent, step_id, recipe_hash, message, now, n_rows, rows_digest])
