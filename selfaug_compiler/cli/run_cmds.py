@@ -1,9 +1,86 @@
-"""Commands of this area (placeholder registration until the area lands)."""
+"""`selfaug run`: execute a recipe or a compiled plan, reusing every cached step."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Optional
+
 import typer
+
+from selfaug_compiler.errors import SelfaugError
+
+
+def _plan_from_target(target: Path, overrides: list[str]):
+    """(plan, recipe folder, recipe store path) for a recipe file, a plan dir or a plan.json."""
+    from selfaug_compiler.plan import Plan
+
+    if target.is_dir() or target.suffix == ".json":
+        plan_file = target / "plan.json" if target.is_dir() else target
+        if not plan_file.is_file():
+            raise SelfaugError(f"no plan at {plan_file}", expected="a recipe .yaml, a plan.json or a folder from `selfaug compile`",
+                               found=str(target), hint="run `selfaug compile RECIPE -o DIR` first")
+        if overrides:
+            raise SelfaugError("--set applies to recipes, not compiled plans", field="--set",
+                               hint="recompile with --set, or run the recipe directly")
+        try:
+            plan = Plan.load(plan_file)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise SelfaugError(f"{plan_file} is not a selfaug plan: {exc}", file=str(plan_file)) from exc
+        recipe_dir = plan_file.parent
+        if plan.recipe_path:
+            recipe_dir = (plan_file.parent / plan.recipe_path).parent
+        return plan, recipe_dir.resolve(), plan.meta.get("store_path")
+    from selfaug_compiler.compile.checks import check_recipe
+    from selfaug_compiler.compile.planner import build_plan
+    from selfaug_compiler.recipe.loader import load_recipe
+
+    loaded = load_recipe(target, overrides)
+    report = check_recipe(loaded)  # the same checks as `selfaug validate`, before any model work
+    if not report.ok:
+        raise SelfaugError(problems=report.errors)
+    plan = build_plan(loaded)
+    return plan, loaded.base_dir.resolve(), loaded.recipe.store.path
+
+
+def run_command(
+    target: Path = typer.Argument(..., help="recipe .yaml, plan.json, or a folder written by `selfaug compile`"),
+    set_: list[str] = typer.Option([], "--set", help="override a recipe field, e.g. --set train.lr=1e-4"),
+    store: Optional[Path] = typer.Option(None, "--store", help="store file (default: recipe's store.path, $SELFAUG_STORE, .selfaug/store.duckdb)"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="print what would run and what is cached, run nothing"),
+    only: list[str] = typer.Option([], "--only", help="run only these steps (names or globs); their inputs must be cached"),
+    until: list[str] = typer.Option([], "--until", help="run these steps and everything they depend on"),
+    force: list[str] = typer.Option([], "--force", help="re-run these steps even if cached"),
+) -> None:
+    """Execute a plan step by step; a second run of a finished recipe does no model work."""
+    from selfaug_compiler.runner import Runner, select_steps
+    from selfaug_compiler.store.lock import resolve_store_path
+
+    plan, recipe_dir, recipe_store = _plan_from_target(target, set_)
+    store_path = resolve_store_path(store, recipe_store)
+    steps = select_steps(plan, only or None, until or None)
+    runner = Runner(plan, store_path=store_path, recipe_dir=recipe_dir, echo=typer.echo, force=force)
+    if dry_run:
+        for outcome in runner.status(steps):
+            mark = "cached " if outcome.status == "cached" else "will run"
+            typer.echo(f"{mark}  {outcome.step.name:32s} {outcome.step.kind:9s} {outcome.step.id[:12]}")
+        return
+    summary = runner.run(steps)
+    typer.echo(
+        f"run {summary.run_id}: {len(summary.ran)} step(s) ran, {len(summary.cached)} reused from the store ({store_path})"
+    )
+    report = next((o.result for o in summary.outcomes if o.step.kind == "report" and o.result), None)
+    if report is not None:
+        _print_report(report)
+
+
+def _print_report(result) -> None:
+    table = result.files.get("table")
+    if table and Path(table).is_file():
+        typer.echo(Path(table).read_text(encoding="utf-8"))
+    for role in ("html", "json"):
+        if result.files.get(role):
+            typer.echo(f"report {role}: {result.files[role]}")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this area's commands to the app."""
+    app.command("run")(run_command)

@@ -5,9 +5,9 @@ training payload (``prompt``, ``response``, ``messages`` as JSON text), its targ
 provenance (model, template, sampling, seed, judge, token counts, step id) and ``meta`` (JSON
 text: the source's other fields, gold answers, exclusion reasons).
 
-``content_hash`` (payload only) and ``row_hash`` (payload + key + provenance + meta) are computed
-by the store in SQL (see ``CONTENT_HASH_SQL``/``ROW_HASH_SQL``) so a million rows hash in C, not in
-Python loops.
+``content_hash`` (sha256 hex over the payload only) and ``row_hash`` (128-bit md5 number over the
+content hash, key, provenance and meta) are computed by the store in SQL (``content_hash_sql``,
+``row_hash_sql``) so a million rows hash in C, not in Python loops.
 """
 
 from __future__ import annotations
@@ -49,18 +49,14 @@ ROW_COLUMNS = tuple(ROW_SCHEMA.names)
 # Everything but the key and payload: a change here with the same payload is "metadata drift".
 METADATA_COLUMNS = tuple(c for c in ROW_COLUMNS if c not in ("key",) + PAYLOAD_COLUMNS)
 
-_SQL_TYPES = {pa.string(): "VARCHAR", pa.int64(): "BIGINT", pa.float64(): "DOUBLE"}
-ROW_COLUMNS_DDL = ", ".join(f"{f.name} {_SQL_TYPES[f.type]}" for f in ROW_SCHEMA)
+SQL_TYPES = {pa.string(): "VARCHAR", pa.int64(): "BIGINT", pa.float64(): "DOUBLE"}
+ROW_COLUMNS_DDL = ", ".join(f"{f.name} {SQL_TYPES[f.type]}" for f in ROW_SCHEMA)
 
 
 def _framed(columns: Iterable[str], alias: str = "") -> str:
-    """An unambiguous text encoding of columns: each is length-prefixed, NULL is 'N'."""
+    """An unambiguous text encoding of columns: a JSON array (NULL stays null, text is quoted)."""
     p = f"{alias}." if alias else ""
-    parts = [
-        f"coalesce(length(CAST({p}{c} AS VARCHAR))::VARCHAR || ':' || CAST({p}{c} AS VARCHAR), 'N')"
-        for c in columns
-    ]
-    return " || '|' || ".join(parts)
+    return f"CAST(json_array({', '.join(p + c for c in columns)}) AS VARCHAR)"
 
 
 def content_hash_sql(alias: str = "") -> str:
@@ -69,8 +65,11 @@ def content_hash_sql(alias: str = "") -> str:
 
 
 def row_hash_sql(alias: str = "") -> str:
-    """SQL for sha256 over every row column: payload, key, provenance and meta."""
-    return f"sha256({_framed(ROW_COLUMNS, alias)})"
+    """SQL for the row hash (UHUGEINT): md5 over the content hash, key, provenance and meta.
+
+    Needs the ``content_hash`` column; 128 bits keep accidental collisions out of reach."""
+    p = f"{alias}." if alias else ""
+    return f"md5_number({p}content_hash || '|' || {_framed(('key',) + METADATA_COLUMNS, alias)})"
 
 
 def default_key_sql(alias: str = "") -> str:
@@ -137,6 +136,9 @@ def normalize_rows(rows: pa.Table | Iterable[dict], key_field: str | None = None
     key is that column of the input (as text); the column itself is dropped unless it is a row
     column. Keys left null are filled by the store with sha256 of the prompt.
     """
+    if isinstance(rows, pa.Table) and key_field in (None, "key") and rows.schema.equals(ROW_SCHEMA):
+        if rows["source"].null_count == 0:
+            return rows  # already normalized (e.g. by data.sources.load_rows)
     if isinstance(rows, pa.RecordBatch):
         rows = pa.Table.from_batches([rows])
     if not isinstance(rows, pa.Table):

@@ -23,8 +23,8 @@ def _v1_datasets_versions_rows(con) -> None:
             message VARCHAR, created_at TIMESTAMP, n_rows BIGINT, rows_digest VARCHAR,
             UNIQUE (dataset, seq), UNIQUE (dataset, id))"""
     )
-    con.execute(f"CREATE TABLE rows (row_hash VARCHAR, content_hash VARCHAR, {ROW_COLUMNS_DDL})")
-    con.execute("CREATE TABLE version_rows (vid BIGINT, row_hash VARCHAR)")
+    con.execute(f"CREATE TABLE rows (row_hash UHUGEINT, content_hash VARCHAR, {ROW_COLUMNS_DDL})")
+    con.execute("CREATE TABLE version_rows (vid BIGINT, row_hash UHUGEINT)")
     con.execute("CREATE TABLE tags (dataset VARCHAR, tag VARCHAR, id VARCHAR, PRIMARY KEY (dataset, tag))")
 
 
@@ -63,11 +63,11 @@ def schema_version(con) -> int:
     """The store's schema version (0 for a fresh file)."""
     has_meta = con.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_name = 'meta'"
-    ).fetchone()[0]
+    ).fetchall()[0][0]
     if not has_meta:
         return 0
-    row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-    return int(row[0]) if row else 0
+    row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()
+    return int(row[0][0]) if row else 0
 
 
 def migrate(con, target: int = SCHEMA_VERSION) -> int:

@@ -86,8 +86,8 @@ def _version_from_row(con, row) -> Version:
 
 
 def latest(con, dataset: str) -> Version | None:
-    row = con.execute(f"SELECT {_VERSION_COLS} FROM versions WHERE dataset = ? ORDER BY seq DESC LIMIT 1", [dataset]).fetchone()
-    return _version_from_row(con, row) if row else None
+    row = con.execute(f"SELECT {_VERSION_COLS} FROM versions WHERE dataset = ? ORDER BY seq DESC LIMIT 1", [dataset]).fetchall()
+    return _version_from_row(con, row[0]) if row else None
 
 
 def log(con, dataset: str) -> list[Version]:
@@ -136,9 +136,9 @@ def read(con, version: Version, *, with_hashes: bool = False) -> pa.Table:
     """The rows of a version, ordered by key."""
     extra = ", r.content_hash, r.row_hash" if with_hashes else ""
     cols = ", ".join(f"r.{c}" for c in ROW_COLUMNS)
-    return con.execute(
+    return con.sql(
         f"SELECT {cols}{extra} FROM version_rows vr JOIN rows r ON r.row_hash = vr.row_hash "
-        "WHERE vr.vid = ? ORDER BY r.key", [version.vid]).fetch_arrow_table()
+        "WHERE vr.vid = ? ORDER BY r.key", params=[version.vid]).to_arrow_table()
 
 
 def version_for_step(con, step_id: str, dataset: str | None = None) -> Version | None:
@@ -147,8 +147,8 @@ def version_for_step(con, step_id: str, dataset: str | None = None) -> Version |
     if dataset is not None:
         sql += " AND dataset = ?"
         args.append(dataset)
-    row = con.execute(sql + " ORDER BY created_at DESC, vid DESC LIMIT 1", args).fetchone()
-    return _version_from_row(con, row) if row else None
+    row = con.execute(sql + " ORDER BY created_at DESC, vid DESC LIMIT 1", args).fetchall()
+    return _version_from_row(con, row[0]) if row else None
 
 
 def tag(con, version: Version, tag_name: str) -> None:
@@ -167,9 +167,9 @@ def prepare(con, table: pa.Table, tmp: str, stage_id: str | None = None) -> None
     if stage_id is not None:
         source = f"SELECT DISTINCT * FROM ({source} UNION ALL SELECT {_COLS} FROM staged WHERE stage_id = $stage)"
     keyed = f"SELECT * REPLACE ({default_key_sql()} AS key) FROM ({source})"
+    hashed = f"SELECT *, {content_hash_sql()} AS content_hash FROM ({keyed})"
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {tmp} AS SELECT *, {content_hash_sql()} AS content_hash, "
-        f"{row_hash_sql()} AS row_hash FROM ({keyed})",
+        f"CREATE OR REPLACE TEMP TABLE {tmp} AS SELECT *, {row_hash_sql()} AS row_hash FROM ({hashed})",
         {"stage": stage_id} if stage_id is not None else None,
     )
     con.unregister(f"{tmp}_in")
@@ -185,17 +185,33 @@ def check_keys(con, tmp: str, dataset: str) -> None:
                            hint="declare a unique id column (--key FIELD) or remove the duplicates")
 
 
+def content_digest_sql(alias: str = "") -> str:
+    """SQL aggregate: sha256 over the rows sorted by key, each ``len(key):key`` + content hash."""
+    p = f"{alias}." if alias else ""
+    return (f"sha256(coalesce(string_agg(length({p}key)::VARCHAR || ':' || {p}key || {p}content_hash, '' "
+            f"ORDER BY {p}key), ''))")
+
+
+def rows_xor_sql(alias: str = "") -> str:
+    p = f"{alias}." if alias else ""
+    return f"coalesce(bit_xor({p}row_hash), 0::UHUGEINT)"
+
+
+def rows_digest(content_digest: str, rows_xor: int, n_rows: int) -> str:
+    """Identity of a version's exact rows (metadata included): the content digest, the XOR of
+    the (distinct) row hashes and the row count."""
+    return sha256_hex(f"{content_digest}:{rows_xor}:{n_rows}")
+
+
 def digests(con, tmp: str) -> tuple[int, str, str]:
-    """(row count, content digest over sorted keys + content hashes, full row digest)."""
-    n, content, full = con.execute(
-        f"SELECT count(*), sha256(coalesce(string_agg(length(key)::VARCHAR || ':' || key || content_hash, '' ORDER BY key), '')), "
-        f"sha256(coalesce(string_agg(row_hash, '' ORDER BY key), '')) FROM {tmp}").fetchone()
-    return n, content, full
+    """(row count, content digest over sorted keys + content hashes, full rows digest)."""
+    n, content, xor = con.execute(f"SELECT count(*), {content_digest_sql()}, {rows_xor_sql()} FROM {tmp}").fetchall()[0]
+    return n, content, rows_digest(content, int(xor), n)
 
 
 def find_existing(con, dataset: str, vid_id: str) -> Version | None:
-    row = con.execute(f"SELECT {_VERSION_COLS} FROM versions WHERE dataset = ? AND id = ?", [dataset, vid_id]).fetchone()
-    return _version_from_row(con, row) if row else None
+    row = con.execute(f"SELECT {_VERSION_COLS} FROM versions WHERE dataset = ? AND id = ?", [dataset, vid_id]).fetchall()
+    return _version_from_row(con, row[0]) if row else None
 
 
 def write_version(con, tmp: str, *, dataset: str, vid_id: str, parent: str | None, step_id: str | None,
@@ -205,8 +221,8 @@ def write_version(con, tmp: str, *, dataset: str, vid_id: str, parent: str | Non
     now = _now()
     con.execute("INSERT INTO datasets SELECT ?, ? WHERE NOT EXISTS (SELECT 1 FROM datasets WHERE name = ?)",
                 [dataset, now, dataset])
-    vid = con.execute("SELECT coalesce(max(vid), 0) + 1 FROM versions").fetchone()[0]
-    seq = con.execute("SELECT coalesce(max(seq), 0) + 1 FROM versions WHERE dataset = ?", [dataset]).fetchone()[0]
+    vid = con.execute("SELECT coalesce(max(vid), 0) + 1 FROM versions").fetchall()[0][0]
+    seq = con.execute("SELECT coalesce(max(seq), 0) + 1 FROM versions WHERE dataset = ?", [dataset]).fetchall()[0][0]
     con.execute(f"INSERT INTO rows SELECT row_hash, content_hash, {_COLS} FROM {tmp} ANTI JOIN rows USING (row_hash)")
     con.execute(f"INSERT INTO version_rows SELECT {int(vid)}, row_hash FROM {tmp}")
     if stage_id is not None:

@@ -1,0 +1,145 @@
+"""Shared pieces of the augmentation steps: per-row seeds, provenance, reading inputs, loading the
+step's model, and staged generation (each finished batch is staged in the store, so a killed
+step resumes without regenerating or duplicating rows)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from selfaug_compiler.runtime import StepContext, StepResult
+
+
+# ----------------------------------------------------------------------------- small helpers
+def row_seed(recipe_seed: int, purpose: str, key: str) -> int:
+    """The effective seed of one generated row: stable across runs, batches and machines."""
+    digest = hashlib.sha256(f"{recipe_seed}:{purpose}:{key}".encode()).hexdigest()
+    return int(digest[:15], 16)
+
+
+def load_meta(text: str | None) -> dict[str, Any]:
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {"meta_text": text}
+    return value if isinstance(value, dict) else {"meta_value": value}
+
+
+def dump(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+
+
+def gold_of(row: dict[str, Any]) -> tuple[str, str | None]:
+    """(gold response text, gold final answer from meta) of a task row."""
+    meta = load_meta(row.get("meta"))
+    gold_text = meta.get("gold_response") or row.get("response") or ""
+    return gold_text, meta.get("gold")
+
+
+def model_spec(params: dict[str, Any]) -> dict[str, Any]:
+    """The model spec in step params: ``{"spec": {...}, "fingerprint"}`` or a flat spec."""
+    model = params.get("model") or {}
+    return dict(model.get("spec", model))
+
+
+def load_step_model(ctx: StepContext, params: dict[str, Any] | None = None) -> Any:
+    from selfaug_compiler.models.loading import load_model
+
+    spec = model_spec(params if params is not None else ctx.step.params)
+    template = spec.get("chat_template")
+    return load_model(spec.get("ref", "packaged:smollm2-135m-instruct"), revision=spec.get("revision"),
+                      dtype=spec.get("dtype", "auto"), device=ctx.step.speed.get("device", "auto"),
+                      trust_remote_code=bool(spec.get("trust_remote_code", False)),
+                      chat_template=str(ctx.resolve_path(template)) if template else None,
+                      base_dir=ctx.recipe_dir)
+
+
+# ----------------------------------------------------------------------------- inputs
+def input_refs(ctx: StepContext) -> dict[str, str]:
+    """Role -> version ref for each input step: ``task`` and ``replay`` for ingest steps, else
+    ``<kind>.<purpose>`` (``judge.self_answer``, ``generate.rewrite`` ...)."""
+    roles: dict[str, str] = {}
+    for name in ctx.step.inputs:
+        step = ctx.plan.step(name)
+        result = ctx.inputs[name]
+        if step.kind == "ingest":
+            role = "replay" if name.startswith("ingest.replay") else "task"
+            roles[role] = result.datasets.get("train") or next(iter(result.datasets.values()))
+        else:
+            roles[f"{step.kind}.{step.params.get('purpose')}"] = (result.datasets.get("dataset")
+                                                                   or next(iter(result.datasets.values())))
+    return roles
+
+
+def read_rows(ctx: StepContext, ref: str) -> list[dict[str, Any]]:
+    return ctx.store.read(ref).to_pylist()
+
+
+def output_name(ctx: StepContext) -> str:
+    return ctx.step.outputs.get("dataset") or next(iter(ctx.step.outputs.values()))
+
+
+def cached_result(ctx: StepContext) -> StepResult | None:
+    """The step's version when it already exists (same step id): no model work at all."""
+    version = ctx.store.version_for_step(ctx.step.id, output_name(ctx))
+    if version is None:
+        return None
+    return StepResult(datasets={"dataset": version.ref}, metrics={"rows": version.n_rows, "cached": True})
+
+
+def commit_rows(ctx: StepContext, rows: list[dict] | None, *, from_stage: bool, metrics: dict[str, Any],
+                message: str) -> StepResult:
+    version = ctx.store.commit(output_name(ctx), rows, step_id=ctx.step.id, recipe_hash=ctx.plan.recipe_hash,
+                               message=message, from_stage=ctx.step.id if from_stage else None)
+    return StepResult(datasets={"dataset": version.ref}, metrics={"rows": version.n_rows, **metrics})
+
+
+# ----------------------------------------------------------------------------- staged generation
+@dataclass
+class WorkItem:
+    """One row to generate: its key, what the engine gets, its seed, and the row fields known before."""
+
+    key: str
+    prompt: Any
+    seed: int
+    row: dict[str, Any]
+
+
+def provenance(loaded: Any, *, step_id: str, template_hash: str | None, sampling: dict[str, Any],
+               seed: int, prompt_tokens: int, response_tokens: int) -> dict[str, Any]:
+    return {"model_ref": loaded.ref, "model_fingerprint": loaded.fingerprint, "template_hash": template_hash,
+            "sampling": dump(sampling), "seed": seed, "prompt_tokens": prompt_tokens,
+            "response_tokens": response_tokens, "step_id": step_id}
+
+
+def pending(ctx: StepContext, items: list[WorkItem]) -> tuple[list[WorkItem], int]:
+    """Items not yet staged by an earlier (interrupted) attempt of this step, and how many were."""
+    done = set(ctx.store.staged(ctx.step.id)["key"].to_pylist())
+    return [it for it in items if it.key not in done], len(done)
+
+
+def generate_staged(ctx: StepContext, loaded: Any, items: list[WorkItem], sampling: dict[str, Any],
+                    to_row: Callable[[WorkItem, Any], dict[str, Any]], *, chat: bool = True) -> dict[str, int]:
+    """Generate the items not yet staged, staging each finished batch; returns counts."""
+    from selfaug_compiler.generate.engine import SamplingParams, generate
+
+    todo, already = pending(ctx, items)
+    params = SamplingParams(**{k: sampling[k] for k in ("temperature", "top_p", "max_new_tokens") if k in sampling})
+    stats = {"resumed_rows": already, "generated_rows": 0, "generated_tokens": 0}
+
+    def stage_batch(indices: list[int], gens: list[Any]) -> None:
+        rows = [to_row(todo[i], g) for i, g in zip(indices, gens)]
+        ctx.store.stage(ctx.step.id, rows)
+        stats["generated_rows"] += len(rows)
+        stats["generated_tokens"] += sum(g.new_tokens for g in gens)
+        ctx.progress(already + stats["generated_rows"], len(items), ctx.step.name)
+
+    if todo:
+        generate(loaded, [it.prompt for it in todo], params, seeds=[it.seed for it in todo],
+                 batch_size=int(ctx.step.speed.get("batch_size", ctx.step.speed.get("generate_batch_size", 16))),
+                 chat=chat, on_batch=stage_batch, progress=True)
+    return stats

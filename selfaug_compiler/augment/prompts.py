@@ -1,0 +1,69 @@
+"""Prompt templates: finding them, rendering them (sandboxed jinja2, StrictUndefined), hashing them.
+
+A template path from a recipe is looked up relative to the recipe folder first, then in the
+repository's ``templates/`` folder (``prompts/self_dialogue.j2`` names a built-in template).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from pathlib import Path
+
+from selfaug_compiler.errors import SelfaugError
+
+BUILTIN_TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+
+
+def builtin_templates_dir() -> Path:
+    """The repo's templates/ folder; an installed copy's package data when the repo is absent."""
+    if BUILTIN_TEMPLATES.is_dir():
+        return BUILTIN_TEMPLATES
+    try:
+        from importlib.resources import files
+
+        return Path(str(files("selfaug_compiler") / "templates"))
+    except (ModuleNotFoundError, TypeError):  # pragma: no cover
+        return BUILTIN_TEMPLATES
+
+
+def find_template(path: str | Path, recipe_dir: Path | None = None) -> Path:
+    p = Path(path)
+    candidates = [p] if p.is_absolute() else [c for c in ((recipe_dir / p) if recipe_dir else None,
+                                                         builtin_templates_dir() / p) if c is not None]
+    for c in candidates:
+        if c.is_file():
+            return c
+    raise SelfaugError(f"prompt template {str(path)!r} not found", field="template",
+                       expected="a jinja2 file relative to the recipe folder or in templates/",
+                       found=", ".join(str(c) for c in candidates),
+                       hint="built-in templates: " + ", ".join(
+                           sorted(f"prompts/{f.name}" for f in (builtin_templates_dir() / "prompts").glob("*.j2"))))
+
+
+@functools.lru_cache(maxsize=1)
+def _environment():
+    from jinja2 import StrictUndefined
+    from jinja2.sandbox import SandboxedEnvironment
+
+    return SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=False,
+                                trim_blocks=True, lstrip_blocks=True, autoescape=False)
+
+
+def render(template_path: str | Path, *, recipe_dir: Path | None = None, **variables) -> str:
+    """Render a template file with ``variables``; a missing variable is an error."""
+    from jinja2 import TemplateError
+
+    path = find_template(template_path, recipe_dir)
+    try:
+        return _environment().from_string(path.read_text(encoding="utf-8")).render(**variables).strip()
+    except TemplateError as exc:
+        raise SelfaugError(f"cannot render prompt template {path}: {exc}", file=str(path),
+                           expected="variables: " + ", ".join(sorted(variables)),
+                           hint="the documented variables are listed in the comment at the top of each template") from exc
+
+
+def template_hash(path: str | Path, recipe_dir: Path | None = None) -> str:
+    """sha256 of the template's text (goes into row provenance)."""
+    text = find_template(path, recipe_dir).read_text(encoding="utf-8")
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()

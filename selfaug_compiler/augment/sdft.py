@@ -1,0 +1,76 @@
+"""SDFT (arXiv 2402.13669): the seed model rewrites each gold answer, given the question and the
+gold as reference. A rewrite that leaks the prompt's wording ("reference answer", ...) or, for
+math, whose final number differs from gold is rejected and the gold is kept: one row per example.
+
+Steps: ``generate.rewrite`` (rows with ``source="rewrite"``) -> ``judge.rewrite`` (``check_rewrite``
+as verdict columns) -> ``mix`` (``choose_rewrites``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from selfaug_compiler.augment.common import WorkItem, dump, gold_of, load_meta, row_seed
+from selfaug_compiler.augment.prompts import render
+from selfaug_compiler.judges.numeric import extract_final_number
+
+
+def rewrite_items(task_rows: list[dict], template: str, recipe_dir: Path | None, seed: int) -> list[WorkItem]:
+    items = []
+    for r in task_rows:
+        gold_text, _ = gold_of(r)
+        prompt = render(template, recipe_dir=recipe_dir, prompt=r["prompt"], gold=gold_text, topic="", answer="",
+                        turn=0, history=[])
+        items.append(WorkItem(r["key"], prompt, row_seed(seed, "rewrite", r["key"]), r))
+    return items
+
+
+def check_rewrite(rewrite: str, gold_text: str, gold: str | None, *, leak_phrases: list[str],
+                  check_final_number: bool, answer_type: str) -> tuple[bool, dict[str, Any]]:
+    """(accepted, why): rejected when empty, leaking a phrase, or (numbers) changing the final answer."""
+    text = (rewrite or "").strip()
+    lowered = text.lower()
+    leaks = [p for p in leak_phrases if p.lower() in lowered]
+    why: dict[str, Any] = {"leaks": leaks}
+    ok = bool(text) and not leaks
+    if not text:
+        why["empty"] = True
+    if check_final_number and answer_type == "number":
+        want = extract_final_number(str(gold)) if gold is not None else extract_final_number(gold_text)
+        got = extract_final_number(text)
+        why.update(final=got, gold=want)
+        ok = ok and got is not None and got == want
+    return ok, why
+
+
+def judge_rewrites(rows: list[dict], params: dict[str, Any], step_id: str) -> list[dict]:
+    """The rewrite rows with verdict columns (``judge_name="sdft_rewrite_check"``)."""
+    out = []
+    for r in rows:
+        meta = load_meta(r.get("meta"))
+        ok, why = check_rewrite(r.get("response") or "", meta.get("gold_response", ""), meta.get("gold"),
+                                leak_phrases=list(params.get("leak_phrases") or []),
+                                check_final_number=bool(params.get("check_final_number", True)),
+                                answer_type=params.get("answer_type", "text"))
+        meta["judge_step_id"] = step_id
+        out.append({**r, "judge_name": "sdft_rewrite_check", "judge_verdict": "pass" if ok else "fail",
+                    "judge_score": 1.0 if ok else 0.0, "judge_raw": json.dumps(why), "meta": dump(meta)})
+    return out
+
+
+def choose_rewrites(task_rows: list[dict], judged_rewrites: list[dict], step_id: str) -> tuple[list[dict], dict[str, int]]:
+    rewrites = {r["key"]: r for r in judged_rewrites}
+    out, counts = [], {"rewrite": 0, "gold": 0}
+    for task in task_rows:
+        rw = rewrites.get(task["key"])
+        if rw is not None and rw.get("judge_verdict") == "pass":
+            chosen = rw
+        else:
+            reason = "no rewrite" if rw is None else (rw.get("judge_raw") or "rejected")
+            chosen = {**task, "source": "gold",
+                      "meta": dump({**load_meta(task.get("meta")), "sdft_rejected": reason})}
+        out.append({**chosen, "meta": dump({**load_meta(chosen.get("meta")), "mix_step_id": step_id})})
+        counts[chosen["source"]] += 1
+    return out, counts

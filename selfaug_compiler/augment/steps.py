@@ -1,0 +1,155 @@
+"""The ``generate``, ``judge`` and ``mix`` step executors (see docs/architecture.md, "Plan steps").
+
+Each one returns its existing version when the step id already has one (no model work), stages
+generated rows batch by batch (a killed step resumes where it stopped), and commits one version
+with ``step_id`` set. The method logic lives in plain functions in ``sa_sft``, ``s3ft``,
+``sdft``, ``replay`` and ``mix``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from selfaug_compiler.augment import common as C
+from selfaug_compiler.errors import StepFailed
+from selfaug_compiler.runtime import StepContext, StepResult
+
+
+def _template(ctx: StepContext) -> tuple[str, str | None]:
+    from selfaug_compiler.augment.prompts import template_hash
+
+    params = ctx.step.params
+    name = params.get("template") or (params.get("augment") or {}).get("template")
+    return name, params.get("template_hash") or template_hash(name, ctx.recipe_dir)
+
+
+def _sampling(params: dict[str, Any]) -> dict[str, Any]:
+    sampling = params.get("sampling") or (params.get("augment") or {}).get("sampling") or {}
+    return {k: sampling[k] for k in ("temperature", "top_p", "max_new_tokens") if k in sampling}
+
+
+def _batch_size(ctx: StepContext) -> int:
+    return int(ctx.step.speed.get("batch_size", ctx.step.speed.get("generate_batch_size", 16)))
+
+
+# ----------------------------------------------------------------------------- generate
+def execute_generate(ctx: StepContext) -> StepResult:
+    cached = C.cached_result(ctx)
+    if cached is not None:
+        return cached
+    purpose = ctx.step.params.get("purpose")
+    runners = {"self_dialogue": _generate_dialogues, "self_answer": _generate_answers,
+               "paraphrase": _generate_answers, "rewrite": _generate_answers}
+    if purpose not in runners:
+        raise StepFailed(ctx.step.name, f"unknown generate purpose {purpose!r}")
+    stats = runners[purpose](ctx)
+    return C.commit_rows(ctx, None, from_stage=True, metrics=stats, message=f"generate {purpose}")
+
+
+def _generate_answers(ctx: StepContext) -> dict[str, Any]:
+    """self_answer, paraphrase and rewrite: one generation per (selected) task row."""
+    from selfaug_compiler.augment import s3ft, sdft
+
+    params, purpose = ctx.step.params, ctx.step.params["purpose"]
+    refs = C.input_refs(ctx)
+    task_rows = C.read_rows(ctx, refs["task"])
+    template, thash = _template(ctx)
+    seed = int(params.get("seed", 0))
+    if purpose == "self_answer":
+        items = s3ft.answer_items(task_rows, template, ctx.recipe_dir, seed)
+    elif purpose == "paraphrase":
+        items = s3ft.paraphrase_items(task_rows, C.read_rows(ctx, refs["judge.self_answer"]), template,
+                                      ctx.recipe_dir, seed)
+    else:
+        items = sdft.rewrite_items(task_rows, template, ctx.recipe_dir, seed)
+    source = {"self_answer": "self", "paraphrase": "paraphrase", "rewrite": "rewrite"}[purpose]
+    sampling = _sampling(params)
+    todo, _ = C.pending(ctx, items)
+    if not todo:
+        return {"resumed_rows": len(items), "generated_rows": 0, "generated_tokens": 0}
+    loaded = C.load_step_model(ctx)
+    to_row = lambda item, gen: s3ft.generated_row(item, gen, source=source, loaded=loaded, step_id=ctx.step.id,  # noqa: E731
+                                                  template_hash=thash, sampling=sampling)
+    return C.generate_staged(ctx, loaded, items, sampling, to_row)
+
+
+def _generate_dialogues(ctx: StepContext) -> dict[str, Any]:
+    """SA-SFT: dialogues are built in chunks of one batch; each finished chunk is staged."""
+    from selfaug_compiler.augment import sa_sft
+    from selfaug_compiler.generate.engine import SamplingParams, generate
+
+    params = ctx.step.params
+    aug = params.get("augment") or {}
+    task_rows = C.read_rows(ctx, C.input_refs(ctx)["task"])
+    topics = sa_sft.load_topics(aug.get("topics"), ctx.recipe_dir)
+    seed = int(params.get("seed", 0))
+    plan = sa_sft.dialogue_plan(sa_sft.dialogue_count(aug.get("n_dialogues"), float(aug.get("ratio", 0.5)),
+                                                      len(task_rows)), topics, seed)
+    done = set(ctx.store.staged(ctx.step.id)["key"].to_pylist())
+    todo = [p for p in plan if p[0] not in done]
+    stats = {"resumed_rows": len(plan) - len(todo), "generated_rows": 0, "excluded": 0}
+    if not todo:
+        return stats
+    template, thash = _template(ctx)
+    sampling = _sampling(params) or {"temperature": 0.7, "top_p": 0.9, "max_new_tokens": 256}
+    loaded = C.load_step_model(ctx)
+    sp = SamplingParams(**sampling)
+    size = _batch_size(ctx)
+    gen_fn = lambda prompts, seeds: generate(loaded, prompts, sp, seeds=seeds, batch_size=size, progress=False)  # noqa: E731
+    for start in range(0, len(todo), size):
+        states = sa_sft.run_dialogues(todo[start:start + size], turns=int(aug.get("turns", 1)), template=template,
+                                      recipe_dir=ctx.recipe_dir, seed=seed, generate_fn=gen_fn)
+        rows = [sa_sft.dialogue_row(s, loaded=loaded, step_id=ctx.step.id, template_hash=thash, sampling=sampling,
+                                    max_repetition=float(aug.get("max_repetition", 0.3))) for s in states]
+        ctx.store.stage(ctx.step.id, rows)
+        stats["generated_rows"] += len(rows)
+        stats["excluded"] += sum(1 for r in rows if C.load_meta(r["meta"]).get("excluded"))
+        ctx.progress(stats["resumed_rows"] + stats["generated_rows"], len(plan), ctx.step.name)
+    return stats
+
+
+# ----------------------------------------------------------------------------- judge
+def execute_judge(ctx: StepContext) -> StepResult:
+    cached = C.cached_result(ctx)
+    if cached is not None:
+        return cached
+    from selfaug_compiler.augment import s3ft, sdft
+    from selfaug_compiler.judges.verdicts import judge_items
+
+    params, purpose = ctx.step.params, ctx.step.params.get("purpose")
+    refs = C.input_refs(ctx)
+    rows = C.read_rows(ctx, refs[f"generate.{purpose}"])
+    if purpose == "rewrite":
+        judged = sdft.judge_rewrites(rows, params, ctx.step.id)
+    else:
+        judge = dict(params.get("judge") or {"kind": "numeric"})
+        loaded = C.load_step_model(ctx) if judge.get("kind") == "model" and rows else None
+        if judge.get("kind") == "model" and params.get("template"):
+            judge["template"] = params["template"]
+        verdicts = judge_items(s3ft.judge_inputs(rows), judge, loaded=loaded, recipe_dir=ctx.recipe_dir,
+                               batch_size=_batch_size(ctx), timeout_s=ctx.step.speed.get("timeout_s"))
+        judged = s3ft.with_verdicts(rows, verdicts, ctx.step.id)
+    stats = s3ft.acceptance(judged)
+    print(f"selfaug: {ctx.step.name}: accepted {stats['accepted']}/{stats['judged']} "
+          f"({100 * stats['acceptance_rate']:.1f}%) {purpose} rows", flush=True)
+    return C.commit_rows(ctx, judged, from_stage=False, metrics=stats, message=f"judge {purpose}")
+
+
+# ----------------------------------------------------------------------------- mix
+def execute_mix(ctx: StepContext) -> StepResult:
+    cached = C.cached_result(ctx)
+    if cached is not None:
+        return cached
+    from selfaug_compiler.augment.mix import mix_rows
+
+    params = ctx.step.params
+    refs = C.input_refs(ctx)
+    task_rows = C.read_rows(ctx, refs["task"])
+    parts = {role: C.read_rows(ctx, ref) for role, ref in refs.items() if role != "task"}
+    augment = params.get("augment") or {}
+    method = params.get("method") or augment.get("method", "none")
+    rows, stats = mix_rows(method, augment, task_rows, parts, seed=int(params.get("seed", 0)), step_id=ctx.step.id)
+    total = max(1, len(rows))
+    shares = ", ".join(f"{src} {n} ({100 * n / total:.1f}%)" for src, n in sorted(stats["by_source"].items()))
+    print(f"selfaug: {ctx.step.name}: {len(rows)} training rows: {shares}", flush=True)
+    return C.commit_rows(ctx, rows, from_stage=False, metrics=stats, message=f"mix {method}")

@@ -1,0 +1,132 @@
+"""`selfaug eval` (any model on any benchmark, through the result cache) and `selfaug compare`.
+
+Heavy imports (torch, transformers) happen inside the commands. The store is opened only for
+each cache read and write, never for the length of an evaluation.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, List, Optional
+
+import typer
+
+from selfaug_compiler.errors import SelfaugError
+
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+class ShortLivedStore:
+    """get_eval/put_eval, each in its own short store connection (other processes may write)."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+
+    def get_eval(self, model_key: str, bench_fp: str):
+        from selfaug_compiler.store import open_store
+        from selfaug_compiler.store.lock import resolve_store_path
+
+        if not resolve_store_path(self.path).exists():
+            return None
+        with open_store(self.path, read_only=True) as store:
+            return store.get_eval(model_key, bench_fp)
+
+    def put_eval(self, *args: Any) -> None:
+        from selfaug_compiler.store import open_store
+
+        with open_store(self.path) as store:
+            store.put_eval(*args)
+
+
+def _check_choice(value: str, allowed: tuple[str, ...], flag: str) -> str:
+    if value not in allowed:
+        raise SelfaugError(f"unknown value {value!r} for {flag}", field=flag, expected=", ".join(allowed), found=value)
+    return value
+
+
+def _progress_printer(enabled: bool):
+    import sys
+
+    def show(done: int, total: int | None, desc: str) -> None:
+        if enabled:
+            print(f"\r{desc}: {done}/{total or '?'}", end="" if done != total else "\n", file=sys.stderr, flush=True)
+
+    return show
+
+
+def eval_command(
+    model: Annotated[str, typer.Argument(help="packaged:NAME, a hub id, a local model folder or an adapter artifact")],
+    benchmark: Annotated[List[str], typer.Option("--benchmark", "-b", help="registry name or jsonl file; repeatable")],
+    limit: Annotated[Optional[int], typer.Option("--limit", help="items per benchmark (a fixed subset by seed)")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="seed of the item subset")] = 0,
+    dtype: Annotated[str, typer.Option("--dtype", help="auto | float32 | bfloat16")] = "auto",
+    device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda")] = "auto",
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="requests per forward pass")] = 32,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=1, help="generation benchmarks")] = 256,
+    fmt: Annotated[str, typer.Option("--format", help="text | json")] = "text",
+    store: Annotated[Optional[str], typer.Option("--store", help="store file (default: $SELFAUG_STORE or .selfaug/store.duckdb)")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="neither read nor write the result cache")] = False,
+) -> None:
+    """Evaluate MODEL on benchmarks (scores equal lm-evaluation-harness's at the same dtype)."""
+    _check_choice(dtype, DTYPES, "--dtype")
+    _check_choice(fmt, ("text", "json"), "--format")
+    if limit is not None and limit < 1:
+        raise SelfaugError("--limit must be at least 1", field="--limit", found=str(limit))
+    from selfaug_compiler.evaluate.core import LazyModel, evaluate_cached
+    from selfaug_compiler.evaluate.registry import load_benchmark
+
+    benches = [load_benchmark(b, limit=limit, seed=seed, max_new_tokens=max_new_tokens) for b in benchmark]
+    lazy = LazyModel(model, dtype=dtype, device=device)
+    cache = None if no_cache else ShortLivedStore(store)
+    show = _progress_printer(fmt == "text")
+    outcomes = [evaluate_cached(lazy, b, cache, batch_size=batch_size, progress=show) for b in benches]
+    if fmt == "json":
+        out = {o.benchmark.name: {"acc": o.metrics.get("acc"), "acc_norm": o.metrics.get("acc_norm"),
+                                  "n": o.metrics.get("n"), "fingerprint": o.benchmark.fingerprint,
+                                  "cached": o.cached, "model_key": lazy.key()} for o in outcomes}
+        print(json.dumps(out, indent=2))
+        return
+    _print_eval_table(model, lazy.key(), outcomes)
+
+
+def _print_eval_table(model: str, key: str, outcomes: list) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{model}  ({key})")
+    for col in ("benchmark", "n", "acc", "acc_norm", "chance", "fingerprint", "cached"):
+        table.add_column(col, justify="left" if col in ("benchmark", "fingerprint") else "right")
+    for o in outcomes:
+        m = o.metrics
+        pct = (lambda v: "–" if v is None else f"{100 * v:.1f}")
+        table.add_row(o.benchmark.name, str(m.get("n")), pct(m.get("acc")), pct(m.get("acc_norm")),
+                      pct(m.get("chance")), o.benchmark.fingerprint, "yes" if o.cached else "no")
+    Console().print(table)
+
+
+def compare_command(
+    runs: Annotated[List[str], typer.Argument(help="report.json files, run folders or run ids (first = reference)")],
+    fmt: Annotated[str, typer.Option("--format", help="text | json")] = "text",
+    store: Annotated[Optional[str], typer.Option("--store", help="store file for run ids")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="bootstrap seed")] = 0,
+) -> None:
+    """Put several runs side by side and mark which differences are significant."""
+    _check_choice(fmt, ("text", "json"), "--format")
+    if len(runs) < 2:
+        raise SelfaugError("compare needs at least two runs", found=f"{len(runs)} run", expected="RUN RUN ...")
+    from selfaug_compiler.report.compare import compare_reports, load_report
+
+    comparison = compare_reports([load_report(r, store) for r in runs], seed=seed)
+    if fmt == "json":
+        print(json.dumps(comparison, indent=2, default=str))
+        return
+    from rich.console import Console
+
+    from selfaug_compiler.report.table import compare_table
+
+    Console().print(compare_table(comparison))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("eval")(eval_command)
+    app.command("compare")(compare_command)

@@ -1,0 +1,217 @@
+"""Static checks behind ``selfaug validate``: everything knowable without weights or a GPU.
+
+``check_recipe(loaded)`` returns a ``CheckReport``: problems (errors and warnings, each with the
+file:line:column of the recipe value at fault), the resolved model facts and the budget.
+Checks: data files exist and hold the mapped fields; packaged names exist; templates exist and
+render on a sample row; the model resolves and fits the training settings (``model_checks``);
+method parameters agree with the task; the budget (``budget``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from selfaug_compiler.compile import data_sample, model_checks
+from selfaug_compiler.compile.budget import estimate_budget
+from selfaug_compiler.compile.known_benchmarks import SPECIAL, known_benchmarks, known_names
+from selfaug_compiler.compile.model_info import ModelInfo
+from selfaug_compiler.compile.templates import render_template, resolve_template, template_context
+from selfaug_compiler.errors import Problem
+from selfaug_compiler.recipe.diagnostics import dotted, suggest
+from selfaug_compiler.recipe.loader import LoadedRecipe
+from selfaug_compiler.recipe.schema import FieldMap, FileSource, HFSource, PackagedSource, StageSpec
+
+
+@dataclass
+class CheckReport:
+    file: str
+    problems: list[Problem] = field(default_factory=list)
+    model: ModelInfo | None = None
+    budget: dict[str, Any] = field(default_factory=dict)
+    samples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # task name -> rows
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+class Checker:
+    """Runs the checks of one loaded recipe, collecting problems with their locations."""
+
+    def __init__(self, loaded: LoadedRecipe) -> None:
+        self.loaded = loaded
+        self.recipe = loaded.recipe
+        self.report = CheckReport(file=str(loaded.path))
+
+    def add(self, path: tuple[Any, ...], message: str, severity: str = "error", **details: Any) -> None:
+        problem = Problem(message, location=self.loaded.where(*path), field=dotted(path), severity=severity, **details)
+        if problem not in self.report.problems:  # a shared section checked once per stage
+            self.report.problems.append(problem)
+
+    # paths of a stage's sections in the recipe (for locations)
+    def task_path(self, i: int) -> tuple[Any, ...]:
+        return ("task",) if self.recipe.stages is None else ("stages", i, "task")
+
+    def augment_path(self, i: int) -> tuple[Any, ...]:
+        stages = self.recipe.stages
+        return ("stages", i, "augment") if stages and stages[i].augment is not None else ("augment",)
+
+    def train_path(self, i: int) -> tuple[Any, ...]:
+        stages = self.recipe.stages
+        return ("stages", i, "train") if stages and stages[i].train is not None else ("train",)
+
+    def run(self) -> CheckReport:
+        stages = self.recipe.stage_list()
+        for i, stage in enumerate(stages):
+            rows = self.check_source(stage.task.source, stage.task.fields, self.task_path(i))
+            self.report.samples[stage.task.name] = rows
+            self.check_split(stage, i)
+            self.check_augment(stage, i, rows)
+        self.check_eval(stages)
+        self.check_chat_template()
+        self.report.model = model_checks.check_model(self, stages)
+        self.report.budget = estimate_budget(self.recipe, self.report.model, self.report.samples, self.loaded.base_dir)
+        return self.report
+
+    # ------------------------------------------------------------------ data
+    def check_source(self, source: Any, fields: FieldMap, at: tuple[Any, ...]) -> list[dict[str, Any]]:
+        if isinstance(source, FileSource):
+            return self._check_file_source(source, fields, at)
+        if isinstance(source, PackagedSource):
+            return self._check_packaged_source(source, fields, at)
+        if isinstance(source, HFSource):
+            local = self.loaded.base_dir / source.path
+            if not local.exists() and source.path.count("/") != 1:
+                self.add(at + ("source", "path"), f"`{source.path}` is neither a local dataset folder nor a hub id",
+                         expected="a folder saved with save_to_disk, or org/name", found=source.path)
+        return []
+
+    def _check_file_source(self, source: FileSource, fields: FieldMap, at: tuple[Any, ...]) -> list[dict[str, Any]]:
+        path = self.loaded.base_dir / source.path
+        if not path.is_file():
+            self.add(at + ("source", "path"), f"data file `{source.path}` does not exist",
+                     expected=f"a file relative to the recipe's folder ({self.loaded.base_dir})", found=str(path),
+                     hint="paths are relative to the recipe file given on the command line")
+            return []
+        try:
+            rows = data_sample.sample_file(path)
+        except (data_sample.DataSampleError, OSError, UnicodeDecodeError) as exc:
+            self.add(at + ("source", "path"), f"cannot read `{source.path}`: {exc}")
+            return []
+        if not rows:
+            self.add(at + ("source", "path"), f"data file `{source.path}` has no rows", found="an empty file")
+            return []
+        self._check_fields(rows, fields, at, strict=True)
+        return rows
+
+    def _check_packaged_source(self, source: PackagedSource, fields: FieldMap, at: tuple[Any, ...]) -> list[dict[str, Any]]:
+        available = sorted(known_benchmarks())
+        if source.name not in available:
+            close = suggest(source.name, available)
+            self.add(at + ("source", "name"), f"no packaged dataset `{source.name}`",
+                     expected="one of: " + ", ".join(available), found=source.name,
+                     hint=f"did you mean `{close}`?" if close else "install the asset packages (make setup)")
+            return []
+        rows = data_sample.sample_packaged(source.name)
+        if rows:
+            self._check_fields(rows, fields, at, strict=False)
+        return rows
+
+    def _check_fields(self, rows: list[dict[str, Any]], fields: FieldMap, at: tuple[Any, ...], strict: bool) -> None:
+        columns = sorted({k for r in rows for k in r})
+        allowed = set(columns) | (set() if strict else set(data_sample.NORMALIZED_FIELDS))
+        for role in ("prompt", "response", "id"):
+            name = getattr(fields, role)
+            if name is None or name in allowed:
+                continue
+            close = suggest(name, columns)
+            self.add(at + ("fields", role), f"the data has no field `{name}` (mapped as {role})",
+                     expected="one of: " + ", ".join(columns), found=name,
+                     hint=f"did you mean `{close}`?" if close else None)
+
+    def check_split(self, stage: StageSpec, i: int) -> None:
+        if "heldout" in self.recipe.eval.in_domain and stage.task.split.heldout == 0:
+            self.add(self.task_path(i) + ("split", "heldout"),
+                     "eval.in_domain asks for `heldout` but the task holds no rows out: "
+                     "no in-domain evaluation for this task", severity="warning",
+                     expected="split.heldout >= 1", found="0",
+                     hint="set task.split.heldout, or remove `heldout` from eval.in_domain")
+
+    # ------------------------------------------------------------------ augment
+    def check_augment(self, stage: StageSpec, i: int, rows: list[dict[str, Any]]) -> None:
+        aug, at, task = stage.augment, self.augment_path(i), stage.task
+        assert aug is not None
+        context = template_context(rows[0] if rows else {}, task.fields.prompt, task.fields.response,
+                                   system_prompt=task.system_prompt or "")
+        if aug.method == "sa_sft":
+            self.check_template(aug.template, at + ("template",), context)
+            if isinstance(aug.topics, str) and not (self.loaded.base_dir / aug.topics).is_file():
+                self.add(at + ("topics",), f"topics file `{aug.topics}` does not exist", found=aug.topics,
+                         expected="a text file with one topic a line, a list, or nothing (built-in topics)")
+        elif aug.method == "s3ft":
+            self.check_template(aug.answer_template, at + ("answer_template",), context)
+            self.check_template(aug.paraphrase_template, at + ("paraphrase_template",), context)
+            self.check_judge(aug.judge, task.answer_type, at + ("judge",), context)
+        elif aug.method == "sdft":
+            self.check_template(aug.template, at + ("template",), context)
+            if aug.check_final_number and task.answer_type != "number":
+                self.add(at + ("check_final_number",), "the final-number check only applies to number answers; "
+                         f"task `{task.name}` has answer_type {task.answer_type}, so it is skipped", severity="warning")
+        elif aug.method == "replay":
+            self.check_source(aug.source, aug.fields, at)
+
+    def check_judge(self, judge: Any, answer_type: str, at: tuple[Any, ...], context: dict[str, Any]) -> None:
+        needs = {"numeric": "number", "code_exec": "code"}.get(judge.kind)
+        if needs and answer_type != needs:
+            fits = {"number": "numeric", "code": "code_exec"}.get(answer_type, "embedding or model")
+            self.add(at + ("kind",), f"a `{judge.kind}` judge needs a task with answer_type {needs}",
+                     expected=f"judge.kind: {fits} for answer_type {answer_type}", found=judge.kind,
+                     hint=f"set judge.kind to {fits}, or the task's answer_type to {needs}")
+        if judge.kind == "model":
+            self.check_template(judge.template, at + ("template",), context)
+
+    def check_template(self, name: str, at: tuple[Any, ...], context: dict[str, Any]) -> None:
+        path = resolve_template(name, self.loaded.base_dir)
+        if path is None:
+            self.add(at, f"template `{name}` does not exist", found=name,
+                     expected="a jinja2 file next to the recipe or under the project's templates/ folder")
+            return
+        try:
+            render_template(path, context)
+        except Exception as exc:  # jinja2 syntax, undefined variables, sandbox violations
+            line = getattr(exc, "lineno", None)
+            where = f"{path.name}:{line}" if line else path.name
+            self.add(at, f"template `{name}` does not render on a sample row ({where}): {exc}",
+                     expected="variables among: " + ", ".join(sorted(context)), found=type(exc).__name__)
+
+    # ------------------------------------------------------------------ eval, model
+    def check_eval(self, stages: list[StageSpec]) -> None:
+        spec = self.recipe.eval
+        custom = {c.name for c in spec.custom}
+        names = sorted(set(known_names()) | custom)
+        for section in ("retention", "in_domain"):
+            for j, name in enumerate(getattr(spec, section)):
+                if name in custom or name in known_benchmarks() or name in SPECIAL:
+                    continue
+                close = suggest(name, names)
+                self.add(("eval", section, j), f"unknown benchmark `{name}`", expected="one of: " + ", ".join(names),
+                         found=name, hint=f"did you mean `{close}`?" if close else "or declare it under eval.custom")
+        for j, bench in enumerate(spec.custom):
+            if not (self.loaded.base_dir / bench.path).is_file():
+                self.add(("eval", "custom", j, "path"), f"benchmark file `{bench.path}` does not exist", found=bench.path)
+
+    def check_chat_template(self) -> None:
+        name = self.recipe.model.chat_template
+        if name and not (self.loaded.base_dir / name).is_file():
+            self.add(("model", "chat_template"), f"chat template `{name}` does not exist", found=name,
+                     expected="a jinja file relative to the recipe")
+
+
+def check_recipe(loaded: LoadedRecipe) -> CheckReport:
+    return Checker(loaded).run()

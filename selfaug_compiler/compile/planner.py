@@ -1,0 +1,191 @@
+"""Recipe -> Plan: the DAG of steps, with content ids.
+
+Step names are stable and readable (``ingest.gsm8k``, ``generate.self_answer``, ``train``,
+``eval.before.arc_easy``, ``eval.after.heldout``, ``report``); in a continual recipe the steps of
+stage i get a ``.s<i>`` suffix. ``docs/architecture.md`` ("Plan steps") lists every kind's params.
+Only content enters ``params``; speed settings go to ``speed``. Nothing here reads weights.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from selfaug_compiler.compile.fingerprints import model_param, source_fingerprint
+from selfaug_compiler.compile.templates import resolve_template, template_hash
+from selfaug_compiler.plan import Plan, Step, canonical_json, sha256_hex
+from selfaug_compiler.recipe.loader import LoadedRecipe
+from selfaug_compiler.recipe.schema import FieldMap, Recipe, ReplayParams, StageSpec, TaskSpec, content_view
+
+
+class PlanBuilder:
+    def __init__(self, recipe: Recipe, base_dir: Path) -> None:
+        self.recipe = recipe
+        self.base_dir = base_dir
+        self.steps: list[Step] = []
+        self.model = model_param(recipe.model, base_dir)
+        ex = recipe.execution
+        self.gen_speed = {"batch_size": ex.generate_batch_size, "device": ex.device,
+                          "num_processes": ex.num_processes, "launcher": ex.launcher}
+        self.eval_speed = {"batch_size": ex.eval_batch_size, "device": ex.device}
+
+    def add(self, step: Step) -> Step:
+        self.steps.append(step)
+        return step
+
+    # ------------------------------------------------------------------ building blocks
+    def ingest(self, name: str, task: TaskSpec) -> Step:
+        params = {"task": content_view(task), "source_fingerprint": source_fingerprint(task.source, self.base_dir)}
+        return self.add(Step(name, "ingest", params=params,
+                             outputs={"train": f"{task.name}-train", "heldout": f"{task.name}-heldout"}))
+
+    def template(self, name: str) -> dict[str, Any]:
+        path = resolve_template(name, self.base_dir)
+        return {"template": name, "template_hash": template_hash(path) if path else None}
+
+    def generate(self, purpose: str, sfx: str, inputs: list[str], extra: dict[str, Any]) -> Step:
+        params = {"purpose": purpose, "model": self.model, "seed": self.recipe.seed, **extra}
+        return self.add(Step(f"generate.{purpose}{sfx}", "generate", params=params, inputs=inputs,
+                             speed=dict(self.gen_speed), outputs={"dataset": f"{self.recipe.name}-{purpose}{sfx}"}))
+
+    def judge(self, purpose: str, sfx: str, inputs: list[str], params: dict[str, Any], timeout_s: float | None) -> Step:
+        speed = {**self.gen_speed, **({"timeout_s": timeout_s} if timeout_s is not None else {})}
+        return self.add(Step(f"judge.{purpose}{sfx}", "judge", params={"purpose": purpose, **params}, inputs=inputs,
+                             speed=speed, outputs={"dataset": f"{self.recipe.name}-judge_{purpose}{sfx}"}))
+
+    # ------------------------------------------------------------------ per method
+    def augment(self, stage: StageSpec, ingest: Step, sfx: str) -> list[str]:
+        """Adds the method's generate/judge steps; returns what ``mix`` reads besides the task."""
+        aug, task = stage.augment, stage.task
+        assert aug is not None
+        if aug.method == "sa_sft":
+            gen = self.generate("self_dialogue", sfx, [ingest.name],
+                                {"augment": content_view(aug), **self.template(aug.template)})
+            return [gen.name]
+        if aug.method == "s3ft":
+            judge = {"judge": content_view(aug.judge), "answer_type": task.answer_type}
+            if aug.judge.kind == "model":
+                judge.update(model=self.model, **self.template(aug.judge.template))
+            answer = self.generate("self_answer", sfx, [ingest.name],
+                                   {"sampling": content_view(aug.answer), **self.template(aug.answer_template)})
+            judged = self.judge("self_answer", sfx, [ingest.name, answer.name], judge, aug.judge.timeout_s)
+            para = self.generate("paraphrase", sfx, [ingest.name, judged.name],
+                                 {"sampling": content_view(aug.paraphrase), **self.template(aug.paraphrase_template)})
+            judged_para = self.judge("paraphrase", sfx, [ingest.name, para.name], judge, aug.judge.timeout_s)
+            return [judged.name, judged_para.name]
+        if aug.method == "sdft":
+            gen = self.generate("rewrite", sfx, [ingest.name],
+                                {"sampling": content_view(aug.sampling), **self.template(aug.template)})
+            judged = self.judge("rewrite", sfx, [ingest.name, gen.name],
+                                {"leak_phrases": list(aug.leak_phrases), "check_final_number": aug.check_final_number,
+                                 "answer_type": task.answer_type}, None)
+            return [judged.name]
+        if aug.method == "replay":
+            return [self.ingest(f"ingest.replay{sfx}", _replay_task(aug)).name]
+        return []
+
+    def stage(self, i: int, stage: StageSpec, sfx: str, previous_train: str | None) -> tuple[Step, Step]:
+        assert stage.augment is not None and stage.train is not None
+        ingest = self.ingest(f"ingest.{stage.task.name}{sfx}", stage.task)
+        extra = self.augment(stage, ingest, sfx)
+        mix = self.add(Step(f"mix{sfx}", "mix", inputs=[ingest.name, *extra],
+                            params={"method": stage.augment.method, "augment": content_view(stage.augment),
+                                    "task": stage.task.name, "seed": self.recipe.seed},
+                            outputs={"dataset": f"{self.recipe.name}-mix{sfx}"}))
+        ex = self.recipe.execution
+        train = self.add(Step(f"train{sfx}", "train", inputs=[mix.name] + ([previous_train] if previous_train else []),
+                              params={"train": content_view(stage.train), "model": self.model, "seed": self.recipe.seed,
+                                      "system_prompt": stage.task.system_prompt,
+                                      "chat_template": self.recipe.model.chat_template},
+                              speed={"micro_batch_size": ex.micro_batch_size, "num_processes": ex.num_processes,
+                                     "device": ex.device, "launcher": ex.launcher,
+                                     "save_every_steps": stage.train.save_every_steps,
+                                     "accelerate_config": "accelerate_config.yaml"},
+                              outputs={"model": f"{self.recipe.name}-{stage.task.name}{sfx}"}))
+        return ingest, train
+
+    # ------------------------------------------------------------------ evaluation
+    def eval_params(self, bench: str) -> dict[str, Any]:
+        spec = self.recipe.eval
+        params: dict[str, Any] = {"benchmark": bench, "limit": spec.limit, "seed": spec.seed,
+                                  "max_new_tokens": spec.max_new_tokens}
+        for custom in spec.custom:
+            if custom.name == bench:
+                params["custom"] = content_view(custom)
+                params["file_fingerprint"] = source_fingerprint_path(self.base_dir / custom.path)
+        return params
+
+    def evaluate(self, name: str, bench: str, inputs: list[str], trained: bool) -> Step:
+        params = self.eval_params(bench)
+        if not trained:
+            params["model"] = self.model
+        return self.add(Step(name, "evaluate", params=params, inputs=inputs, speed=dict(self.eval_speed),
+                             outputs={"results": name}))
+
+    def build(self) -> Plan:
+        stages = self.recipe.stage_list()
+        continual = self.recipe.stages is not None
+        spec = self.recipe.eval
+        general = [b for b in [*spec.retention, *spec.in_domain] if b != "heldout"]
+        general += [c.name for c in spec.custom if c.name not in general]
+        evals: list[str] = [self.evaluate(f"eval.before.{b}", b, [], trained=False).name for b in general]
+        ingests: list[Step] = []
+        previous: str | None = None
+        for i, stage in enumerate(stages):
+            sfx = f".s{i}" if continual else ""
+            ingest, train = self.stage(i, stage, sfx, previous)
+            ingests.append(ingest)
+            previous = train.name
+            if _holds_out(spec.in_domain, stage):
+                hsfx = f".{stage.task.name}" if continual else ""
+                evals.append(self.evaluate(f"eval.before.heldout{hsfx}", "heldout", [ingest.name], trained=False).name)
+            for b in general:
+                evals.append(self.evaluate(f"eval.after.{b}{sfx}", b, [train.name], trained=True).name)
+            if "heldout" in spec.in_domain:  # every stage's held-out tasks after this stage
+                for j, seen in enumerate(ingests):
+                    if not _holds_out(spec.in_domain, stages[j]):
+                        continue
+                    hsfx = f".{stages[j].task.name}" if continual else ""
+                    evals.append(self.evaluate(f"eval.after.heldout{hsfx}{sfx}", "heldout",
+                                               [seen.name, train.name], trained=True).name)
+        self.add(Step("report", "report", inputs=evals,
+                      params={"recipe": self.recipe.name, "stages": [s.task.name for s in stages],
+                              "benchmarks": general + (["heldout"] if "heldout" in spec.in_domain else [])},
+                      outputs={"report": self.recipe.name}))
+        plan = Plan(recipe_name=self.recipe.name, recipe_hash=recipe_hash(self.recipe), steps=self.steps,
+                    meta={"stages": [s.task.name for s in stages], "model_ref": self.recipe.model.ref,
+                          "store": self.recipe.store.path})
+        plan.assign_ids()
+        return plan
+
+
+def _holds_out(in_domain: list[str], stage: StageSpec) -> bool:
+    """Whether the stage's held-out split is evaluated (it needs held-out rows)."""
+    return "heldout" in in_domain and stage.task.split.heldout > 0
+
+
+def _replay_task(aug: ReplayParams) -> TaskSpec:
+    name = getattr(aug.source, "name", None) or "replay"
+    return TaskSpec(name=f"replay-{name}".replace("/", "_")[:64], source=aug.source,
+                    fields=FieldMap(**aug.fields.model_dump()), answer_type="text")
+
+
+def source_fingerprint_path(path: Path) -> str:
+    from selfaug_compiler.compile.fingerprints import file_sha256
+
+    return file_sha256(path) if path.is_file() else "missing"
+
+
+def recipe_hash(recipe: Recipe) -> str:
+    return sha256_hex(canonical_json(content_view(recipe)))
+
+
+def build_plan(loaded: LoadedRecipe, out_dir: Path | None = None) -> Plan:
+    """The plan of a loaded (and checked) recipe; ``recipe_path`` is stored relative to ``out_dir``."""
+    plan = PlanBuilder(loaded.recipe, loaded.base_dir).build()
+    if out_dir is not None:
+        plan.recipe_path = os.path.relpath(loaded.path.resolve(), Path(out_dir).resolve())
+    else:
+        plan.recipe_path = str(loaded.path)
+    return plan

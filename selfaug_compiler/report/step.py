@@ -1,0 +1,108 @@
+"""The ``report`` step: evaluate results -> report.json, report.html and the terminal table.
+
+params:
+    title:  the recipe name
+    seed:   for the paired bootstrap
+    evals:  [{"step": <evaluate step name>, "benchmark": name, "category": "retention" | "in_domain",
+              "stage": 0 for the model before fine-tuning, k for the checkpoint after stage k}]
+            When absent, derived from the input names ``eval.before.<bench>``,
+            ``eval.after.<bench>`` and ``eval.stage<k>.<bench>``, with ``in_domain`` (a list
+            of benchmark names, default ["heldout"]) deciding the category.
+inputs: the evaluate steps. Per-item results come from the store (the result cache), keyed by
+the ``model_key`` and ``fingerprint`` each evaluate step puts in its metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from selfaug_compiler.errors import StepFailed
+from selfaug_compiler.report.build import EvalEntry, build_report, items_by_id
+from selfaug_compiler.runtime import StepContext, StepResult
+
+_NAME = re.compile(r"^eval\.(before|after|stage(\d+))\.(.+)$")
+
+
+def derive_evals(ctx: StepContext) -> list[dict[str, Any]]:
+    in_domain = set(ctx.step.params.get("in_domain") or ["heldout"])
+    out = []
+    for name in ctx.step.inputs:
+        m = _NAME.match(name)
+        if not m:
+            continue
+        stage = 0 if m.group(1) == "before" else (1 if m.group(1) == "after" else int(m.group(2)))
+        bench = ctx.inputs[name].metrics.get("benchmark") or m.group(3)
+        out.append({"step": name, "benchmark": bench, "stage": stage,
+                    "category": "in_domain" if bench in in_domain or m.group(3) in in_domain else "retention"})
+    return out
+
+
+def _entry(ctx: StepContext, spec: dict[str, Any]) -> EvalEntry:
+    result = ctx.inputs.get(spec["step"])
+    if result is None:
+        raise StepFailed(ctx.step.name, f"input step {spec['step']} has no result")
+    metrics = result.metrics
+    items: dict[str, float] = {}
+    if metrics.get("model_key") and metrics.get("fingerprint"):
+        hit = ctx.store.get_eval(metrics["model_key"], metrics["fingerprint"])
+        if hit is not None:
+            stored_metrics, table = hit
+            metrics = {**stored_metrics, **metrics}
+            items = items_by_id(table.to_pylist())
+    return EvalEntry(spec["benchmark"], spec.get("category", "retention"), int(spec.get("stage", 0)), metrics, items)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write to a temporary file beside ``path`` and rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_report(report: dict[str, Any], out_dir: Path) -> dict[str, str]:
+    from selfaug_compiler.report.html import render_html
+
+    out_dir = Path(out_dir)
+    json_path, html_path = out_dir / "report.json", out_dir / "report.html"
+    write_atomic(json_path, json.dumps(report, indent=2, sort_keys=True, ensure_ascii=False, default=str))
+    write_atomic(html_path, render_html(report))
+    return {"report_json": str(json_path), "report_html": str(html_path)}
+
+
+def print_report(report: dict[str, Any], files: dict[str, str] | None = None) -> None:
+    from rich.console import Console
+
+    from selfaug_compiler.report.table import forgetting_table
+
+    console = Console()
+    console.print(forgetting_table(report))
+    if files:
+        console.print(f"report: {files.get('report_html')}  (data: {files.get('report_json')})")
+
+
+def execute(ctx: StepContext) -> StepResult:
+    params = ctx.step.params
+    specs = params.get("evals") or derive_evals(ctx)
+    if not specs:
+        raise StepFailed(ctx.step.name, "the report step has no evaluation results as input")
+    entries = [_entry(ctx, spec) for spec in specs]
+    report = build_report(entries, title=params.get("title", ctx.plan.recipe_name), seed=int(params.get("seed", 0)),
+                          meta={"recipe_hash": ctx.plan.recipe_hash, "step_id": ctx.step.id})
+    files = write_report(report, ctx.work_dir)
+    print_report(report, files)
+    return StepResult(metrics={"summary": report["summary"],
+                               "benchmarks": {r["benchmark"]: {k: r.get(k) for k in ("before", "after", "delta",
+                                                                                      "p_value", "significant")}
+                                              for r in report["benchmarks"]}},
+                      files=files)

@@ -1,0 +1,263 @@
+"""Executes a Plan: step selection, caching by step id, resume, progress and run records.
+
+For each selected step, in dependency order:
+1. if the store holds a successful result for the step's content id, reuse it (no model work);
+2. else build a ``StepContext`` (inputs = results of the input steps) and call the executor of
+   the step's kind; executors stage partial work in the store, so an interrupted step resumes;
+3. record the step's status, timings and result under the run id in the store.
+
+Ctrl-C or SIGTERM stops between batches: the step is recorded as interrupted, the run as
+interrupted, and the next ``selfaug run`` picks up where it stopped.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib
+import json
+import signal
+import time
+import traceback
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterator
+
+from selfaug_compiler.errors import SelfaugError, StepFailed
+from selfaug_compiler.plan import Plan, Step
+from selfaug_compiler.runtime import Executor, StepContext, StepResult
+
+EXECUTORS: dict[str, str] = {
+    "ingest": "selfaug_compiler.data.ingest:execute",
+    "generate": "selfaug_compiler.augment.steps:execute_generate",
+    "judge": "selfaug_compiler.augment.steps:execute_judge",
+    "mix": "selfaug_compiler.augment.steps:execute_mix",
+    "train": "selfaug_compiler.train.step:execute",
+    "evaluate": "selfaug_compiler.evaluate.step:execute",
+    "report": "selfaug_compiler.report.step:execute",
+}
+
+
+def executor_for(kind: str) -> Executor:
+    module_name, func = EXECUTORS[kind].split(":")
+    return getattr(importlib.import_module(module_name), func)
+
+
+@dataclass
+class StepOutcome:
+    step: Step
+    status: str  # "cached" | "done" | "failed" | "interrupted" | "pending"
+    seconds: float = 0.0
+    result: StepResult | None = None
+    error: str | None = None
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    outcomes: list[StepOutcome] = field(default_factory=list)
+
+    @property
+    def ran(self) -> list[StepOutcome]:
+        return [o for o in self.outcomes if o.status == "done"]
+
+    @property
+    def cached(self) -> list[StepOutcome]:
+        return [o for o in self.outcomes if o.status == "cached"]
+
+    def result_of(self, name: str) -> StepResult | None:
+        for o in self.outcomes:
+            if o.step.name == name:
+                return o.result
+        return None
+
+
+def select_steps(plan: Plan, only: list[str] | None = None, until: list[str] | None = None) -> list[Step]:
+    """The steps to consider, in dependency order.
+
+    ``until`` keeps the named steps (glob patterns allowed) and everything they depend on;
+    ``only`` keeps just the named steps (their inputs must already have results).
+    """
+    order = plan.topological()
+    names = [s.name for s in order]
+
+    def match(patterns: list[str], option: str) -> set[str]:
+        chosen: set[str] = set()
+        for pattern in patterns:
+            hits = fnmatch.filter(names, pattern)
+            if not hits:
+                raise SelfaugError(
+                    f"no step matches {pattern!r}",
+                    field=option,
+                    expected="a step name or glob from the plan: " + ", ".join(names),
+                    found=pattern,
+                    hint="`selfaug run RECIPE --dry-run` lists the steps",
+                )
+            chosen.update(hits)
+        return chosen
+
+    keep = set(names)
+    if until:
+        wanted = match(until, "--until")
+        by_name = {s.name: s for s in order}
+        closure: set[str] = set()
+        stack = list(wanted)
+        while stack:
+            name = stack.pop()
+            if name not in closure:
+                closure.add(name)
+                stack.extend(by_name[name].inputs)
+        keep &= closure
+    if only:
+        keep &= match(only, "--only")
+    return [s for s in order if s.name in keep]
+
+
+def artifact_dir(store_path: Path, step: Step) -> Path:
+    return store_path.parent / "artifacts" / f"{step.name}-{step.id[:12]}"
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM into KeyboardInterrupt so a kill stops as cleanly as Ctrl-C."""
+
+    def handler(signum, frame):  # noqa: ARG001
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class Runner:
+    """Runs the steps of one plan against one store."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        *,
+        store_path: Path,
+        recipe_dir: Path,
+        echo: Callable[[str], None] = print,
+        force: list[str] | None = None,
+    ) -> None:
+        self.plan = plan
+        self.store_path = Path(store_path)
+        self.recipe_dir = Path(recipe_dir)
+        self.echo = echo
+        self.force = set(force or [])
+
+    # -- store access: opened per use, so other commands are not locked out for a whole run
+    def _store(self):
+        from selfaug_compiler.store import open_store
+
+        return open_store(self.store_path)
+
+    def cached_result(self, step: Step) -> StepResult | None:
+        if step.name in self.force:
+            return None
+        with self._store() as store:
+            data = store.step_result(step.id)
+        return StepResult.from_dict(data) if data is not None else None
+
+    def status(self, steps: list[Step]) -> list[StepOutcome]:
+        """What would run and what is cached (``--dry-run``)."""
+        return [StepOutcome(s, "cached" if self.cached_result(s) else "pending") for s in steps]
+
+    def run(self, steps: list[Step]) -> RunSummary:
+        summary = RunSummary(run_id=uuid.uuid4().hex[:12])
+        with self._store() as store:
+            store.start_run(summary.run_id, self.plan.recipe_hash, self.plan.to_json())
+        results: dict[str, StepResult] = {}
+        final_status = "failed"
+        try:
+            with _sigterm_as_interrupt():
+                for index, step in enumerate(steps, start=1):
+                    outcome = self._run_one(summary.run_id, step, results, f"[{index}/{len(steps)}]")
+                    summary.outcomes.append(outcome)
+                    if outcome.result is not None:
+                        results[step.name] = outcome.result
+            final_status = "done"
+        except KeyboardInterrupt:
+            final_status = "interrupted"
+            raise
+        finally:
+            with self._store() as store:
+                store.finish_run(summary.run_id, final_status)
+        return summary
+
+    def _inputs_for(self, step: Step, results: dict[str, StepResult]) -> dict[str, StepResult]:
+        inputs: dict[str, StepResult] = {}
+        for name in step.inputs:
+            if name in results:
+                inputs[name] = results[name]
+                continue
+            cached = self.cached_result(self.plan.step(name))
+            if cached is None:
+                raise SelfaugError(
+                    f"step {step.name} needs the output of {name}, which has not run",
+                    field="--only",
+                    hint=f"run with --until {step.name} to run it together with its inputs",
+                )
+            inputs[name] = cached
+        return inputs
+
+    def _run_one(self, run_id: str, step: Step, results: dict[str, StepResult], counter: str) -> StepOutcome:
+        cached = self.cached_result(step)
+        if cached is not None:
+            self.echo(f"{counter} {step.name}: cached ({step.id[:12]})")
+            with self._store() as store:
+                store.record_step(run_id, step.name, step.id, "cached", _now(), _now(), json.dumps(cached.to_dict()))
+            return StepOutcome(step, "cached", result=cached)
+        inputs = self._inputs_for(step, results)
+        self.echo(f"{counter} {step.name}: running ({step.kind}, {step.id[:12]})")
+        started, t0 = _now(), time.perf_counter()
+        work_dir = artifact_dir(self.store_path, step)
+        work_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            result = self._execute(step, inputs, work_dir)
+        except KeyboardInterrupt:
+            self._record_failure(run_id, step, started, "interrupted", "interrupted by the user")
+            self.echo(f"{counter} {step.name}: interrupted; `selfaug run` again resumes here")
+            raise
+        except SelfaugError as exc:
+            self._record_failure(run_id, step, started, "failed", exc.render())
+            raise
+        except StepFailed as exc:
+            self._record_failure(run_id, step, started, "failed", str(exc))
+            raise
+        except Exception as exc:  # an unexpected failure: keep the traceback in a log for the user
+            log = work_dir / "error.log"
+            log.write_text(traceback.format_exc(), encoding="utf-8")
+            self._record_failure(run_id, step, started, "failed", f"{type(exc).__name__}: {exc}")
+            raise StepFailed(step.name, f"{type(exc).__name__}: {exc}", hint=f"traceback in {log}") from exc
+        seconds = time.perf_counter() - t0
+        with self._store() as store:
+            store.record_step(run_id, step.name, step.id, "done", started, _now(), json.dumps(result.to_dict()))
+        self.echo(f"{counter} {step.name}: done in {seconds:.1f}s")
+        return StepOutcome(step, "done", seconds, result)
+
+    def _execute(self, step: Step, inputs: dict[str, StepResult], work_dir: Path) -> StepResult:
+        executor = executor_for(step.kind)
+        with self._store() as store:
+            ctx = StepContext(
+                plan=self.plan, step=step, store=store, work_dir=work_dir,
+                recipe_dir=self.recipe_dir, inputs=inputs,
+            )
+            return executor(ctx)
+
+    def _record_failure(self, run_id: str, step: Step, started: str, status: str, error: str) -> None:
+        with self._store() as store:
+            store.record_step(run_id, step.name, step.id, status, started, _now(), None, error=error)

@@ -1,0 +1,132 @@
+"""The log-likelihood scorer gives lm-evaluation-harness's numbers on the same model and items.
+
+A tiny random Llama model is saved to tmp_path with a byte-level BPE tokenizer (one variant
+adds BOS by default, like Llama tokenizers; one does not, like SmolLM2's). lm_eval's own HFLM
+loads the same folder and scores the same requests.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+torch = pytest.importorskip("torch")
+lm_eval_hf = pytest.importorskip("lm_eval.models.huggingface")
+
+from selfaug_compiler.evaluate.items import MCItem  # noqa: E402
+from selfaug_compiler.evaluate.loglik import PairEncoder, loglikelihood, score_multiple_choice  # noqa: E402
+
+CORPUS = [
+    "Question: Which gas do plants absorb? Answer: carbon dioxide oxygen nitrogen helium",
+    "The man turned on the faucet. Water flowed from the spout. The toilet filled with water.",
+    "Sarah was a much better surgeon than Maria so she always got the easier cases.",
+    "A. B. C. D. 0 1 2 3 4 5 6 7 8 9 the a of to and in is it that for on with as",
+]
+
+
+def build_tiny(folder, *, add_bos: bool, seed: int = 0):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    core = Tokenizer(models.BPE())
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<s>", "</s>", "<unk>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    core.train_from_iterator(CORPUS * 3, trainer=trainer)
+    if add_bos:
+        core.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A $B",
+                                                            special_tokens=[("<s>", core.token_to_id("<s>"))])
+    tok = PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+                                  pad_token="</s>")
+    torch.manual_seed(seed)
+    config = LlamaConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         intermediate_size=128, vocab_size=len(tok), max_position_embeddings=256,
+                         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    model = LlamaForCausalLM(config)
+    with torch.no_grad():  # larger weights: sharper distributions, so argmax ties do not happen
+        for p in model.parameters():
+            p.mul_(4.0)
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+class Loaded:
+    def __init__(self, folder):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        self.device = "cpu"
+
+
+ITEMS = [
+    MCItem.shared_context("a", "Question: Which gas do plants absorb?\nAnswer:",
+                          ["carbon dioxide", "oxygen", "nitrogen", "helium"], 0),
+    MCItem.shared_context("b", "The man turned on the faucet.", ["Water flowed from the spout.",
+                                                                 "The toilet filled with water."], 1),
+    MCItem.shared_context("c", "Trailing space context ", ["A", "B is longer", "C"], 2),
+    MCItem.shared_continuation("d", ["Sarah was a much better surgeon than Maria so Sarah",
+                                     "Sarah was a much better surgeon than Maria so Maria"],
+                               "always got the easier cases.", 0),
+    MCItem.shared_context("e", "The following are questions.\n\nQ\nA. x\nB. y\nAnswer:", ["A", "B"], 1),
+]
+
+
+def lm_eval_scores(folder, requests, batch_size):
+    from lm_eval.api.instance import Instance
+
+    lm = lm_eval_hf.HFLM(pretrained=str(folder), dtype="float32", device="cpu", batch_size=batch_size)
+    insts = [Instance(request_type="loglikelihood", doc={}, arguments=req, idx=i) for i, req in enumerate(requests)]
+    return lm, lm.loglikelihood(insts, disable_tqdm=True)
+
+
+@pytest.mark.parametrize("add_bos", [False, True])
+def test_loglikelihood_equals_lm_eval(tmp_path, add_bos):
+    folder = build_tiny(tmp_path / "m", add_bos=add_bos)
+    requests = [r for item in ITEMS for r in item.requests] + [("", " carbon dioxide")]
+    lm, theirs = lm_eval_scores(folder, requests, batch_size=3)
+    loaded = Loaded(folder)
+    ours = loglikelihood(loaded, requests, batch_size=4)
+    assert len(ours) == len(theirs)
+    for (a, ga), (b, gb) in zip(ours, theirs):
+        assert math.isclose(a, b, abs_tol=1e-4), (a, b)
+        assert ga == gb
+    # the same token split as lm_eval's _encode_pair (whitespace moves to the continuation)
+    enc = PairEncoder(loaded.tokenizer)
+    for ctx, cont in requests[:-1]:
+        assert enc.pair(ctx, cont) == tuple(lm._encode_pair(ctx, cont))
+    if add_bos:
+        assert enc.pair(*requests[0])[0][0] == loaded.tokenizer.bos_token_id
+
+
+def test_acc_and_acc_norm_equal_lm_eval(tmp_path):
+    import numpy as np
+
+    folder = build_tiny(tmp_path / "m", add_bos=False, seed=3)
+    requests = [r for item in ITEMS for r in item.requests]
+    _, theirs = lm_eval_scores(folder, requests, batch_size=8)
+    results = score_multiple_choice(Loaded(folder), ITEMS, batch_size=2)
+    pos = 0
+    for item, res in zip(ITEMS, results):
+        lls = np.array([t[0] for t in theirs[pos:pos + item.n_choices]])
+        pos += item.n_choices
+        assert res["acc"] == float(np.argmax(lls) == item.gold)
+        if item.norm_lengths is not None:
+            # lm_eval's acc_norm divides by len(choice) (characters of the choice string)
+            assert res["acc_norm"] == float(np.argmax(lls / np.array(item.norm_lengths, float)) == item.gold)
+        else:
+            assert "acc_norm" not in res
+        assert np.allclose(res["lls"], lls, atol=1e-4)
+
+
+def test_batch_size_does_not_change_scores(tmp_path):
+    folder = build_tiny(tmp_path / "m", add_bos=True)
+    loaded = Loaded(folder)
+    requests = [r for item in ITEMS for r in item.requests]
+    one = loglikelihood(loaded, requests, batch_size=1)
+    many = loglikelihood(loaded, requests, batch_size=64)
+    for (a, ga), (b, gb) in zip(one, many):
+        assert math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-5) and ga == gb
