@@ -186,9 +186,10 @@ def load_rows(spec: SourceSpec | str, mapping: dict[str, str] | None = None,
             path = Path(spec.location).expanduser()
             if not path.exists():
                 raise SelfaugError(f"file not found: {path}", file=str(path), hint="check the path")
-            _file_relation(con, path, spec.split)
             where = str(path)
         try:
+            if spec.packaged is None:
+                _file_relation(con, Path(where), spec.split)
             sql = _mapping_sql(con, mapping or {}, key_field, where)
             table = con.sql(sql).to_arrow_table().cast(ROW_SCHEMA)
         except duckdb.Error as exc:

@@ -13,11 +13,15 @@ Layers of protection (each one independent of the others):
   network at all), PID namespace (everything dies with its init) and mount namespace in which
   every mount but the working directory is remounted read-only (writes outside fail).
 
+RLIMIT_NPROC is not enforced for root (the kernel exempts uid 0 of the host even inside a user
+namespace), so when selfaug runs as root the child is also put into a fresh ``pids`` cgroup with
+``pids.max = MAX_PROCESSES`` when one can be created (``/sys/fs/cgroup/pids`` or a cgroup v2
+``pids`` controller); the cgroup is removed afterwards.
+
 Without user namespaces the network block and the write block are **best-effort**: a preamble
 replaces ``socket.socket`` and friends inside the child, which code that imports ``_socket``
 directly can get around, and writes are only confined by HOME/TMPDIR pointing into the
-working directory. When the judge runs as root without namespaces, the kernel does not
-enforce RLIMIT_NPROC for root, so a fork bomb is stopped by the CPU limit and the timeout.
+working directory. As root without a pids cgroup, a fork bomb is only stopped by the CPU limit and the timeout.
 ``sandbox_mode()`` says which mode is in use.
 """
 
@@ -31,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,8 +93,71 @@ def namespaces_available() -> bool:
     return probe.returncode == 0
 
 
+def process_limit_enforced() -> bool:
+    """Whether the kernel caps the child's process count (RLIMIT_NPROC as non-root, or a pids cgroup)."""
+    return os.geteuid() != 0 or _cgroup_parent() is not None
+
+
 def sandbox_mode() -> str:
     return "namespaces" if namespaces_available() else "rlimits-only (best-effort network/write block)"
+
+
+def _cgroup_parent() -> Path | None:
+    """A pids cgroup folder we may create children in (root only), or None."""
+    if os.geteuid() != 0:
+        return None
+    for base in (Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup")):
+        if (base / "cgroup.procs").is_file() and os.access(base, os.W_OK):
+            if base.name == "pids" or "pids" in _read(base / "cgroup.subtree_control"):
+                return base
+    return None
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
+class PidsCgroup:
+    """A throw-away pids cgroup capping the child's process count (used when running as root)."""
+
+    def __init__(self, max_pids: int) -> None:
+        self.path: Path | None = None
+        parent = _cgroup_parent()
+        if parent is None:
+            return
+        path = parent / f"selfaug-exec-{uuid.uuid4().hex[:12]}"
+        try:
+            path.mkdir()
+            (path / "pids.max").write_text(str(max_pids))
+            self.path = path
+        except OSError:
+            if path.is_dir():
+                self.remove()
+
+    def enter(self) -> None:
+        """Called in the child before exec: move this process into the cgroup."""
+        if self.path is not None:
+            with open(self.path / "cgroup.procs", "w") as f:
+                f.write(str(os.getpid()))
+
+    def remove(self) -> None:
+        path, self.path = self.path, None
+        if path is None:
+            return
+        for _ in range(50):  # the killed processes leave the cgroup within moments
+            try:
+                path.rmdir()
+                return
+            except OSError:
+                for pid in _read(path / "cgroup.procs").split():
+                    try:
+                        os.kill(int(pid), signal.SIGKILL)
+                    except (ProcessLookupError, ValueError):
+                        pass
+                time.sleep(0.02)
 
 
 def build_program(code: str, tests: list[str], setup: str, *, block_sockets: bool) -> str:
@@ -98,12 +166,13 @@ def build_program(code: str, tests: list[str], setup: str, *, block_sockets: boo
     return "\n\n".join(p for p in parts if p)
 
 
-def _limits(timeout_s: float, memory_mb: int):
+def _limits(timeout_s: float, memory_mb: int, cgroup: PidsCgroup):
     cpu = max(1, int(timeout_s + 1))
 
     def apply() -> None:
         import resource
 
+        cgroup.enter()
         mem = memory_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
         resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
@@ -165,13 +234,14 @@ def run_tests(code: str, tests: list[str], *, timeout_s: float = 5.0, memory_mb:
     use_ns = namespaces_available()
     workdir = Path(tempfile.mkdtemp(prefix="selfaug-exec-"))
     start = time.perf_counter()
+    cgroup = PidsCgroup(MAX_PROCESSES)
     try:
         (workdir / "program.py").write_text(build_program(code, tests, setup, block_sockets=not use_ns))
         env = {"PATH": "/usr/bin:/bin", "HOME": str(workdir), "TMPDIR": str(workdir), "LANG": "C.UTF-8"}
         with open(workdir / ".stdout", "wb") as out, open(workdir / ".stderr", "wb") as err:
             proc = subprocess.Popen(_command(workdir, use_ns), cwd=workdir, env=env, stdin=subprocess.DEVNULL,
                                     stdout=out, stderr=err, start_new_session=True,
-                                    preexec_fn=_limits(timeout_s, memory_mb), close_fds=True)
+                                    preexec_fn=_limits(timeout_s, memory_mb, cgroup), close_fds=True)
             timed_out = False
             try:
                 proc.wait(timeout=timeout_s)
@@ -182,4 +252,5 @@ def run_tests(code: str, tests: list[str], *, timeout_s: float = 5.0, memory_mb:
         reason = _reason(proc.returncode, stderr, timed_out)
         return ExecResult(reason == "passed", reason, stdout, stderr, time.perf_counter() - start)
     finally:
+        cgroup.remove()
         shutil.rmtree(workdir, ignore_errors=True)

@@ -248,4 +248,5 @@ def open_store(path: str | Path | None = None, *, recipe_store_path: str | None 
         con.close()
         raise SelfaugError(f"store {resolved} has schema version newer than this selfaug ({SCHEMA_VERSION})",
                            hint="upgrade selfaug to open this store")
+    con.execute("SET preserve_insertion_order = false")  # every read that needs an order says ORDER BY
     return Store(con, resolved, read_only)

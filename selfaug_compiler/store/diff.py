@@ -64,7 +64,7 @@ def diff_versions(con, va: Version, vb: Version, *, cells: int = 0) -> DatasetDi
         if out.modified or out.metadata_drift:
             _changed_columns(con, out)
         _sources(con, out)
-        _lengths(con, out)
+        _lengths(con, out, {"a": va.vid, "b": vb.vid})
         if cells and out.modified:
             out.cells = _cells(con, cells)
     finally:
@@ -77,11 +77,7 @@ def diff_versions(con, va: Version, vb: Version, *, cells: int = 0) -> DatasetDi
 def _materialize(con, name: str, vid: int) -> None:
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT r.key, r.content_hash, r.row_hash, r.source, "
-        "r.prompt_tokens, r.response_tokens, "
-        "CASE WHEN r.prompt IS NULL THEN NULL ELSE len(string_split_regex(trim(r.prompt), '\\s+')) "
-        "  * (trim(r.prompt) <> '')::INT END AS prompt_words, "
-        "CASE WHEN r.response IS NULL THEN NULL ELSE len(string_split_regex(trim(r.response), '\\s+')) "
-        "  * (trim(r.response) <> '')::INT END AS response_words "
+        "r.prompt_tokens, r.response_tokens "
         "FROM version_rows vr JOIN rows r ON r.row_hash = vr.row_hash WHERE vr.vid = ?", [vid])
 
 
@@ -120,20 +116,42 @@ def _sources(con, out: DatasetDiff) -> None:
     out.transitions = [{"from": f, "to": t, "count": int(n)} for f, t, n in rows]
 
 
-def _lengths(con, out: DatasetDiff) -> None:
+def _lengths(con, out: DatasetDiff, vids: dict[str, int]) -> None:
     for part in ("prompt", "response"):
         nulls = con.execute(
             f"SELECT (SELECT count(*) FILTER (WHERE {part}_tokens IS NULL) FROM _diff_a) + "
             f"(SELECT count(*) FILTER (WHERE {part}_tokens IS NULL) FROM _diff_b)").fetchall()[0][0]
-        unit, col = ("tokens", f"{part}_tokens") if nulls == 0 else ("words", f"{part}_words")
-        stats: dict[str, Any] = {"unit": unit}
+        stats: dict[str, Any] = {"unit": "tokens" if nulls == 0 else "words"}
         for side, table in (("a", "_diff_a"), ("b", "_diff_b")):
-            mean, median, p90 = con.execute(
-                f"SELECT avg({col}), quantile_cont({col}, 0.5), quantile_cont({col}, 0.9) FROM {table}").fetchall()[0]
-            stats[side] = {"mean": _round(mean), "median": _round(median), "p90": _round(p90)}
+            if nulls == 0:
+                values = con.sql(f"SELECT {part}_tokens AS n FROM {table}").to_arrow_table()["n"]
+            else:
+                values = _word_counts(con, part, vids[side])
+            stats[side] = _describe(values)
         stats["mean_shift"] = (None if stats["a"]["mean"] is None or stats["b"]["mean"] is None
                                else _round(stats["b"]["mean"] - stats["a"]["mean"]))
         out.lengths[part] = stats
+
+
+def _word_counts(con, part: str, vid: int):
+    """Whitespace-separated words per row (vectorized in Arrow; NULL text stays NULL)."""
+    import pyarrow.compute as pc
+
+    text = con.sql(f"SELECT r.{part} AS t FROM version_rows vr JOIN rows r ON r.row_hash = vr.row_hash "
+                   "WHERE vr.vid = ?", params=[vid]).to_arrow_table()["t"]
+    trimmed = pc.utf8_trim_whitespace(text)
+    counts = pc.list_value_length(pc.utf8_split_whitespace(trimmed))
+    return pc.if_else(pc.equal(trimmed, ""), 0, counts)
+
+
+def _describe(values) -> dict[str, float | None]:
+    import pyarrow.compute as pc
+
+    values = values.drop_null() if hasattr(values, "drop_null") else values
+    if len(values) == 0:
+        return {"mean": None, "median": None, "p90": None}
+    q = pc.quantile(values, q=[0.5, 0.9], interpolation="linear").to_pylist()
+    return {"mean": _round(pc.mean(values).as_py()), "median": _round(q[0]), "p90": _round(q[1])}
 
 
 def _round(x: float | None) -> float | None:

@@ -132,6 +132,15 @@ class Trainer:
         self.acc.wait_for_everyone()
 
     # ------------------------------------------------------------------ one optimizer step
+    def record_shard(self, step: int, micro: list[list[int]]) -> None:
+        """With several processes, each rank logs the examples it ran (shards/rank-N.jsonl)."""
+        if self.acc.num_processes == 1:
+            return
+        path = self.job.out / "shards" / f"rank-{self.rank}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"step": step + 1, "examples": [i for chunk in micro for i in chunk]}) + "\n")
+
     def train_step(self, step: int) -> tuple[float, float, int]:
         """Forward/backward over this rank's micro-batches, then one optimizer step."""
         import torch
@@ -140,6 +149,7 @@ class Trainer:
         n_targets = sum(self.targets[i] for i in indices)
         tokens = sum(self.lengths[i] for i in indices)
         micro = rank_micro_batches(indices, self.lengths, self.plan, self.rank)
+        self.record_shard(step, micro)
         step_loss = torch.zeros((), device=self.acc.device)
         for j, chunk in enumerate(micro):
             batch, _ = collate([self.blocks[i] for i in chunk], self.tokenizer.pad_token_id, self.spec.packing)
