@@ -88,14 +88,12 @@ def main() -> None:
             v2 = timed("commit v2 (10% mod, 5% del, 5% add)", lambda: s.commit("bench", v2_rows), r)
             d = timed("diff v1 v2", lambda: s.diff(v1, v2), r)
             print(d.summary())
-        again_rows = load_rows(str(src), {}, "id")
         with open_store(store_path) as s:
             v3 = timed("unchanged re-commit of v2 (table in memory)", lambda: s.commit("bench", v2_rows), r)
         assert v3.id == v2.id
         with open_store(store_path, read_only=True) as s:
             ok = timed("verify", lambda: s.verify().ok, r)
         print(f"store file: {store_path.stat().st_size / 1e6:.0f} MB, verify ok: {ok}")
-        del again_rows
 
     for label, seconds in r.items():
         print(f"{label:48s} {seconds:7.2f} s")

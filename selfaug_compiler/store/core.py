@@ -14,6 +14,7 @@ from typing import Any, Iterable, Iterator
 import pyarrow as pa
 
 from selfaug_compiler.errors import SelfaugError
+from selfaug_compiler.store import commit as C
 from selfaug_compiler.store import records
 from selfaug_compiler.store import versions as V
 from selfaug_compiler.store.lock import connect, default_wait_s, resolve_store_path
@@ -76,40 +77,42 @@ class Store:
         table = normalize_rows(rows if rows is not None else ROW_SCHEMA.empty_table(), key_field)
         tmp = f"_commit_{next(_tmp_counter)}"
         try:
-            V.prepare(self.con, table, tmp, stage_id=from_stage)
-            V.check_keys(self.con, tmp, dataset)
-            n_rows, content_digest, rows_digest = V.digests(self.con, tmp)
-            parent_id, same = self._parent_for(dataset, parent, rows_digest, step_id)
+            C.prepare(self.con, table, tmp, stage_id=from_stage)
+            C.check_keys(self.con, tmp, dataset)
+            parent_id, same = self._parent_for(dataset, parent, tmp, step_id)
             if same is not None:
-                if from_stage is not None:
-                    self.clear_stage(from_stage)
-                return same
+                return self._unchanged(same, from_stage)
+            n_rows, content_digest, rows_digest = C.digests(self.con, tmp)
             vid_id = V.version_id(content_digest, parent_id, step_id)
             existing = V.find_existing(self.con, dataset, vid_id)
             if existing is not None and existing.rows_digest == rows_digest:
-                if from_stage is not None:
-                    self.clear_stage(from_stage)
-                return existing
+                return self._unchanged(existing, from_stage)
             if existing is not None:  # same payload, same parent and step, different metadata
                 parent_id = existing.id
                 vid_id = V.version_id(content_digest, parent_id, step_id)
             with self.transaction():
-                V.write_version(self.con, tmp, dataset=dataset, vid_id=vid_id, parent=parent_id, step_id=step_id,
+                C.write_version(self.con, tmp, dataset=dataset, vid_id=vid_id, parent=parent_id, step_id=step_id,
                                 recipe_hash=recipe_hash, message=message, n_rows=n_rows,
                                 rows_digest=rows_digest, stage_id=from_stage)
             return V.find_existing(self.con, dataset, vid_id)
         finally:
-            self.con.execute(f"DROP TABLE IF EXISTS {tmp}")
+            C.release(self.con, tmp)
 
-    def _parent_for(self, dataset: str, parent: str | None, rows_digest: str,
+    def _unchanged(self, version: Version, from_stage: str | None) -> Version:
+        if from_stage is not None:
+            self.clear_stage(from_stage)
+        return version
+
+    def _parent_for(self, dataset: str, parent: str | None, tmp: str,
                     step_id: str | None) -> tuple[str | None, Version | None]:
+        """(parent id, the latest version when the incoming rows are exactly it from the same step)."""
         if parent is None:
             return None, None
         if parent == "latest":
             last = V.latest(self.con, dataset)
             if last is None:
                 return None, None
-            if last.rows_digest == rows_digest and last.step_id == step_id:
+            if last.step_id == step_id and C.same_rows(self.con, tmp, last):
                 return last.id, last
             return last.id, None
         ref = parent if "@" in parent else f"{dataset}@{parent}"

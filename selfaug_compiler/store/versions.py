@@ -2,31 +2,25 @@
 
 Version content id = sha256 of canonical JSON ``{"rows": D, "parent": P, "step": S}`` where D is
 sha256 over the rows sorted by key, each framed as ``len(key):key`` + content hash. The version
-also stores ``rows_digest`` (sha256 over the full row hashes in key order) so that an identical
-re-commit (same rows, metadata included, same step) is recognized and stores nothing.
+also stores ``rows_digest`` (sha256 over the content digest, the XOR of the row hashes and the row
+count) so that its exact rows, metadata included, can be checked. The write path is in
+``commit.py``.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
 
 from selfaug_compiler.errors import SelfaugError
 from selfaug_compiler.plan import canonical_json, sha256_hex
-from selfaug_compiler.store.rows import (
-    ROW_COLUMNS,
-    content_hash_sql,
-    default_key_sql,
-    row_hash_sql,
-    validate_sources,
-)
+from selfaug_compiler.store.rows import ROW_COLUMNS
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
-_COLS = ", ".join(ROW_COLUMNS)
 _VERSION_COLS = "vid, dataset, seq, id, parent, step_id, recipe_hash, message, created_at, n_rows, rows_digest"
 
 
@@ -72,10 +66,6 @@ def check_name(name: str, what: str = "dataset name") -> None:
 
 def version_id(content_digest: str, parent: str | None, step_id: str | None) -> str:
     return sha256_hex(canonical_json({"rows": content_digest, "parent": parent, "step": step_id}))
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
 def _version_from_row(con, row) -> Version:
@@ -159,34 +149,12 @@ def tag(con, version: Version, tag_name: str) -> None:
     con.execute("INSERT OR REPLACE INTO tags VALUES (?, ?, ?)", [version.dataset, tag_name, version.id])
 
 
-# ----------------------------------------------------------------------------- commit
-def prepare(con, table: pa.Table, tmp: str, stage_id: str | None = None) -> None:
-    """Create temp table ``tmp``: the incoming (+ staged) rows with keys and hashes filled."""
-    con.register(f"{tmp}_in", table)
-    source = f"SELECT {_COLS} FROM {tmp}_in"
-    if stage_id is not None:
-        source = f"SELECT DISTINCT * FROM ({source} UNION ALL SELECT {_COLS} FROM staged WHERE stage_id = $stage)"
-    keyed = f"SELECT * REPLACE ({default_key_sql()} AS key) FROM ({source})"
-    hashed = f"SELECT *, {content_hash_sql()} AS content_hash FROM ({keyed})"
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {tmp} AS SELECT *, {row_hash_sql()} AS row_hash FROM ({hashed})",
-        {"stage": stage_id} if stage_id is not None else None,
-    )
-    con.unregister(f"{tmp}_in")
-
-
-def check_keys(con, tmp: str, dataset: str) -> None:
-    validate_sources(con, tmp)
-    dups = con.execute(f"SELECT key, count(*) FROM {tmp} GROUP BY key HAVING count(*) > 1 ORDER BY key LIMIT 3").fetchall()
-    if dups:
-        key, n = dups[0]
-        raise SelfaugError(f"duplicate key {key!r} ({n} rows) in the rows for dataset {dataset!r}",
-                           field="key", found=", ".join(repr(d[0]) for d in dups),
-                           hint="declare a unique id column (--key FIELD) or remove the duplicates")
-
-
+# ----------------------------------------------------------------------------- identity
 def content_digest_sql(alias: str = "") -> str:
-    """SQL aggregate: sha256 over the rows sorted by key, each ``len(key):key`` + content hash."""
+    """SQL aggregate: sha256 over the rows sorted by key, each ``len(key):key`` + content hash.
+
+    ``commit.content_digest`` computes the same value by streaming the sorted framed rows
+    through hashlib (no 1M-row string concatenation in SQL); ``verify`` uses this form."""
     p = f"{alias}." if alias else ""
     return (f"sha256(coalesce(string_agg(length({p}key)::VARCHAR || ':' || {p}key || {p}content_hash, '' "
             f"ORDER BY {p}key), ''))")
@@ -203,29 +171,6 @@ def rows_digest(content_digest: str, rows_xor: int, n_rows: int) -> str:
     return sha256_hex(f"{content_digest}:{rows_xor}:{n_rows}")
 
 
-def digests(con, tmp: str) -> tuple[int, str, str]:
-    """(row count, content digest over sorted keys + content hashes, full rows digest)."""
-    n, content, xor = con.execute(f"SELECT count(*), {content_digest_sql()}, {rows_xor_sql()} FROM {tmp}").fetchall()[0]
-    return n, content, rows_digest(content, int(xor), n)
-
-
 def find_existing(con, dataset: str, vid_id: str) -> Version | None:
     row = con.execute(f"SELECT {_VERSION_COLS} FROM versions WHERE dataset = ? AND id = ?", [dataset, vid_id]).fetchall()
     return _version_from_row(con, row[0]) if row else None
-
-
-def write_version(con, tmp: str, *, dataset: str, vid_id: str, parent: str | None, step_id: str | None,
-                  recipe_hash: str | None, message: str | None, n_rows: int, rows_digest: str,
-                  stage_id: str | None) -> None:
-    """Insert new rows, membership and the version record; caller holds the transaction."""
-    now = _now()
-    con.execute("INSERT INTO datasets SELECT ?, ? WHERE NOT EXISTS (SELECT 1 FROM datasets WHERE name = ?)",
-                [dataset, now, dataset])
-    vid = con.execute("SELECT coalesce(max(vid), 0) + 1 FROM versions").fetchall()[0][0]
-    seq = con.execute("SELECT coalesce(max(seq), 0) + 1 FROM versions WHERE dataset = ?", [dataset]).fetchall()[0][0]
-    con.execute(f"INSERT INTO rows SELECT row_hash, content_hash, {_COLS} FROM {tmp} ANTI JOIN rows USING (row_hash)")
-    con.execute(f"INSERT INTO version_rows SELECT {int(vid)}, row_hash FROM {tmp}")
-    if stage_id is not None:
-        con.execute("DELETE FROM staged WHERE stage_id = ?", [stage_id])
-    con.execute("INSERT INTO versions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [vid, dataset, seq, vid_id, parent, step_id, recipe_hash, message, now, n_rows, rows_digest])
