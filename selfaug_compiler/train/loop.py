@@ -195,7 +195,7 @@ class Trainer:
         try:
             for step in range(start, self.plan.total_steps):
                 if self.job.max_steps is not None and step >= self.job.max_steps:
-                    if step > start:
+                    if step > start and step % self.spec.save_every_steps:
                         self.save_checkpoint(step)
                     return TrainOutcome(None, None, False, {"steps_done": step, "steps": self.plan.total_steps})
                 t0 = time.perf_counter()
@@ -241,11 +241,11 @@ class Trainer:
         if self.main:
             fingerprint = save_artifact(self.acc.unwrap_model(self.ddp), self.tokenizer, self.job, model_dir,
                                         base_fingerprint=self.base_fingerprint, metrics=metrics)
-            shutil.rmtree(self.ckpt_root, ignore_errors=True)  # the artifact is the new resume point
-        self.acc.wait_for_everyone()
         outcome = TrainOutcome(model_dir, fingerprint, True, metrics)
         if self.main:
             write_atomic(self.job.out / OUTCOME_FILE, outcome.to_json())
+            shutil.rmtree(self.ckpt_root, ignore_errors=True)  # model + outcome are the new resume point
+        self.acc.wait_for_everyone()
         return outcome
 
 
