@@ -79,12 +79,17 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=128)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--model", default="packaged:smollm2-135m-instruct")
+    ap.add_argument("--dtype", default="auto", help="auto (bf16 where the CPU runs it natively), float32, bfloat16")
     ap.add_argument("--skip-loop", action="store_true", help="engine only (the loop is slow on CPU)")
+    ap.add_argument("--judges-only", action="store_true", help="only the judge throughput")
     args = ap.parse_args()
 
+    if args.judges_only:
+        bench_judges(gsm8k_questions(args.n))
+        return
     from selfaug_compiler.models.loading import load_model
 
-    loaded = load_model(args.model)
+    loaded = load_model(args.model, dtype=args.dtype)
     questions = gsm8k_questions(args.n)
     prompts = [q["question"] for q in questions]
     print(f"model {loaded.ref} on {loaded.device} ({loaded.dtype}); {len(prompts)} GSM8K self-answers, "

@@ -54,3 +54,9 @@ def test_sandbox_blocks_attribute_escapes(tmp_path):
     (tmp_path / "evil.j2").write_text("{{ prompt.__class__.__mro__[1].__subclasses__() }}")
     with pytest.raises(SelfaugError):
         render("evil.j2", recipe_dir=tmp_path, prompt="x")
+
+
+def test_every_documented_variable_has_a_default(tmp_path):
+    (tmp_path / "all.j2").write_text("{{ prompt }}|{{ gold }}|{{ response }}|{{ answer }}|{{ topic }}|{{ turn }}|"
+                                     "{{ history | length }}|{{ turns }}|{{ system_prompt }}|{{ row | length }}")
+    assert render("all.j2", recipe_dir=tmp_path, gold="G") == "|G|G|||0|0|1||0"

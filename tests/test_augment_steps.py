@@ -68,8 +68,8 @@ SHORT = Greedy(max_new_tokens=12)
 
 def test_s3ft_end_to_end_and_cached_rerun(workspace, tmp_path):
     store = tmp_path / "store.duckdb"
-    recipe = recipe_for(workspace, S3ftParams(answer=SHORT, paraphrase=SHORT), "s3"),
-    plan, summary = run_until_mix(workspace, recipe[0], store)
+    recipe = recipe_for(workspace, S3ftParams(answer=SHORT, paraphrase=SHORT), "s3")
+    plan, summary = run_until_mix(workspace, recipe, store)
     rows = mix_rows(store, summary)
     assert len(rows) == len(QUESTIONS)
     assert {r["source"] for r in rows} <= {"self", "paraphrase", "gold"}
@@ -82,7 +82,7 @@ def test_s3ft_end_to_end_and_cached_rerun(workspace, tmp_path):
         assert json.loads(r["meta"])["raw"] is not None and r["response_tokens"] >= 1
     failed = sum(r["judge_verdict"] == "fail" for r in answers)
     assert len(rows_of(store, summary, "generate.paraphrase")) == failed  # only the rejected get paraphrased
-    _, again = run_until_mix(workspace, recipe[0], store)
+    _, again = run_until_mix(workspace, recipe, store)
     assert not again.ran and len(again.cached) == len(summary.outcomes)
 
 

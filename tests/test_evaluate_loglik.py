@@ -83,13 +83,14 @@ def lm_eval_scores(folder, requests, batch_size):
     return lm, lm.loglikelihood(insts, disable_tqdm=True)
 
 
+@pytest.mark.parametrize("packed", [True, False])
 @pytest.mark.parametrize("add_bos", [False, True])
-def test_loglikelihood_equals_lm_eval(tmp_path, add_bos):
+def test_loglikelihood_equals_lm_eval(tmp_path, add_bos, packed):
     folder = build_tiny(tmp_path / "m", add_bos=add_bos)
     requests = [r for item in ITEMS for r in item.requests] + [("", " carbon dioxide")]
     lm, theirs = lm_eval_scores(folder, requests, batch_size=3)
     loaded = Loaded(folder)
-    ours = loglikelihood(loaded, requests, batch_size=4)
+    ours = loglikelihood(loaded, requests, batch_size=4, packed=packed)
     assert len(ours) == len(theirs)
     for (a, ga), (b, gb) in zip(ours, theirs):
         assert math.isclose(a, b, abs_tol=1e-4), (a, b)
@@ -100,6 +101,15 @@ def test_loglikelihood_equals_lm_eval(tmp_path, add_bos):
         assert enc.pair(ctx, cont) == tuple(lm._encode_pair(ctx, cont))
     if add_bos:
         assert enc.pair(*requests[0])[0][0] == loaded.tokenizer.bos_token_id
+
+
+def test_eager_attention_packs_too(tmp_path):
+    folder = build_tiny(tmp_path / "m", add_bos=False, seed=5)
+    sdpa, eager = Loaded(folder), Loaded(folder)
+    eager.model.config._attn_implementation = "eager"
+    requests = [r for item in ITEMS for r in item.requests]
+    for (a, ga), (b, gb) in zip(loglikelihood(sdpa, requests), loglikelihood(eager, requests)):
+        assert math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-4) and ga == gb
 
 
 def test_acc_and_acc_norm_equal_lm_eval(tmp_path):
@@ -122,11 +132,12 @@ def test_acc_and_acc_norm_equal_lm_eval(tmp_path):
         assert np.allclose(res["lls"], lls, atol=1e-4)
 
 
-def test_batch_size_does_not_change_scores(tmp_path):
+@pytest.mark.parametrize("packed", [True, False])
+def test_batch_size_does_not_change_scores(tmp_path, packed):
     folder = build_tiny(tmp_path / "m", add_bos=True)
     loaded = Loaded(folder)
     requests = [r for item in ITEMS for r in item.requests]
-    one = loglikelihood(loaded, requests, batch_size=1)
-    many = loglikelihood(loaded, requests, batch_size=64)
+    one = loglikelihood(loaded, requests, batch_size=1, packed=packed)
+    many = loglikelihood(loaded, requests, batch_size=64, packed=packed)
     for (a, ga), (b, gb) in zip(one, many):
         assert math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-5) and ga == gb

@@ -78,3 +78,11 @@ def test_extract_code_and_tests():
     assert extract_code("text\n```py\nx = 1\n```\nmore\n```python\ny = 2\n```") == "x = 1\n\ny = 2"
     assert extract_code("x = 1") == "x = 1"
     assert code_tests({"test": "def check(f): pass", "entry_point": "f"}) == (["def check(f): pass", "check(f)"], "")
+
+
+def test_embed_keeps_input_order_when_batching_by_length(embedder):
+    texts = ["short", "a much longer sentence about the history of tea in China and India", "mid length text"]
+    together = embedder.embed(texts)
+    for i, t in enumerate(texts):
+        alone = embedder.embed([t])[0]
+        assert float((together[i] - alone).abs().max()) < 1e-4

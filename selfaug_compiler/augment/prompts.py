@@ -14,6 +14,11 @@ from selfaug_compiler.errors import SelfaugError
 
 BUILTIN_TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 
+# Every template may use these (the same set `compile` checks templates with); a render call
+# overrides what it knows. ``response`` defaults to ``gold``.
+DEFAULT_VARIABLES = {"prompt": "", "gold": "", "answer": "", "topic": "", "turn": 0, "history": [], "turns": 1,
+                     "system_prompt": "", "row": {}}
+
 
 def builtin_templates_dir() -> Path:
     """The repo's templates/ folder; an installed copy's package data when the repo is absent."""
@@ -51,10 +56,13 @@ def _environment():
 
 
 def render(template_path: str | Path, *, recipe_dir: Path | None = None, **variables) -> str:
-    """Render a template file with ``variables``; a missing variable is an error."""
+    """Render a template file with ``DEFAULT_VARIABLES`` updated by ``variables``; an unknown
+    variable is an error (StrictUndefined)."""
     from jinja2 import TemplateError
 
     path = find_template(template_path, recipe_dir)
+    variables = {**DEFAULT_VARIABLES, **variables}
+    variables.setdefault("response", variables["gold"])
     try:
         return _environment().from_string(path.read_text(encoding="utf-8")).render(**variables).strip()
     except TemplateError as exc:

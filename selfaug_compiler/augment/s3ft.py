@@ -24,9 +24,8 @@ def clean_generated_answer(text: str) -> str:
 
 
 def answer_items(task_rows: list[dict], template: str, recipe_dir: Path | None, seed: int) -> list[WorkItem]:
-    """One self-answer prompt per task row (the model sees the question only)."""
-    return [WorkItem(r["key"], render(template, recipe_dir=recipe_dir, prompt=r["prompt"], gold="", topic="",
-                                      answer="", turn=0, history=[]),
+    """One self-answer prompt per task row (the built-in template shows the question only)."""
+    return [WorkItem(r["key"], render(template, recipe_dir=recipe_dir, prompt=r["prompt"], gold=gold_of(r)[0], row=r),
                      row_seed(seed, "self_answer", r["key"]), r) for r in task_rows]
 
 
@@ -38,8 +37,7 @@ def paraphrase_items(task_rows: list[dict], judged_answers: list[dict], template
     for r in task_rows:
         if r["key"] in failed:
             gold_text, _ = gold_of(r)
-            prompt = render(template, recipe_dir=recipe_dir, prompt=r["prompt"], gold=gold_text, topic="",
-                            answer="", turn=0, history=[])
+            prompt = render(template, recipe_dir=recipe_dir, prompt=r["prompt"], gold=gold_text, row=r)
             items.append(WorkItem(r["key"], prompt, row_seed(seed, "paraphrase", r["key"]), r))
     return items
 

@@ -111,7 +111,7 @@ def run_dialogues(plan: list[tuple[str, str]], *, turns: int, template: str, rec
                "response_tokens": 0, "seed": row_seed(seed, "self_dialogue", k)} for k, t in plan]
     for turn in range(turns):
         prompts = [render(template, recipe_dir=recipe_dir, topic=s["topic"], turn=turn, history=s["messages"],
-                          prompt="", gold="", answer="") for s in states]
+                          turns=turns) for s in states]
         user = generate_fn(prompts, [s["seed"] + 2 * turn for s in states])
         for s, g in zip(states, user):
             s["messages"].append({"role": "user", "content": clean_user_turn(g.text)})

@@ -21,8 +21,7 @@ def rewrite_items(task_rows: list[dict], template: str, recipe_dir: Path | None,
     items = []
     for r in task_rows:
         gold_text, _ = gold_of(r)
-        prompt = render(template, recipe_dir=recipe_dir, prompt=r["prompt"], gold=gold_text, topic="", answer="",
-                        turn=0, history=[])
+        prompt = render(template, recipe_dir=recipe_dir, prompt=r["prompt"], gold=gold_text, row=r)
         items.append(WorkItem(r["key"], prompt, row_seed(seed, "rewrite", r["key"]), r))
     return items
 

@@ -29,7 +29,7 @@ def _plan_from_target(target: Path, overrides: list[str]):
         recipe_dir = plan_file.parent
         if plan.recipe_path:
             recipe_dir = (plan_file.parent / plan.recipe_path).parent
-        return plan, recipe_dir.resolve(), plan.meta.get("store_path")
+        return plan, recipe_dir.resolve(), plan.meta.get("store")
     from selfaug_compiler.compile.checks import check_recipe
     from selfaug_compiler.compile.planner import build_plan
     from selfaug_compiler.recipe.loader import load_recipe

@@ -69,8 +69,11 @@ def known_benchmarks() -> dict[str, PackagedBenchmark]:
 
 
 def known_names() -> list[str]:
-    """Every benchmark name a recipe may use: packaged ones plus the special ones."""
-    return sorted(set(known_benchmarks()) | set(SPECIAL))
+    """Every benchmark name a recipe may evaluate on: the evaluation registry's names (its name
+    list is import-light) plus the special ones."""
+    from selfaug_compiler.evaluate.registry import benchmark_names
+
+    return sorted(set(benchmark_names()) | set(SPECIAL))
 
 
 def packaged_version(name: str) -> str | None:

@@ -116,10 +116,13 @@ class PlanBuilder:
                 params["file_fingerprint"] = source_fingerprint_path(self.base_dir / custom.path)
         return params
 
-    def evaluate(self, name: str, bench: str, inputs: list[str], trained: bool) -> Step:
+    def evaluate(self, name: str, bench: str, inputs: list[str], answer_type: str | None = None) -> Step:
         params = self.eval_params(bench)
-        if not trained:
-            params["model"] = self.model
+        if answer_type is not None:
+            params["answer_type"] = answer_type
+        # After-evals carry the base model too: its dtype/template settings apply to the trained
+        # artifact, so before and after are scored the same way.
+        params["model"] = self.model
         return self.add(Step(name, "evaluate", params=params, inputs=inputs, speed=dict(self.eval_speed),
                              outputs={"results": name}))
 
@@ -129,7 +132,16 @@ class PlanBuilder:
         spec = self.recipe.eval
         general = [b for b in [*spec.retention, *spec.in_domain] if b != "heldout"]
         general += [c.name for c in spec.custom if c.name not in general]
-        evals: list[str] = [self.evaluate(f"eval.before.{b}", b, [], trained=False).name for b in general]
+        # (step name, benchmark label, category, stage): stage 0 = before fine-tuning, k = after stage k.
+        evals: list[dict[str, Any]] = []
+
+        def add_eval(name: str, bench: str, label: str, inputs: list[str], stage_no: int, answer_type: str | None = None) -> None:
+            step = self.evaluate(name, bench, inputs, answer_type=answer_type)
+            category = "in_domain" if bench in spec.in_domain else "retention"
+            evals.append({"step": step.name, "benchmark": label, "category": category, "stage": stage_no})
+
+        for b in general:
+            add_eval(f"eval.before.{b}", b, b, [], 0)
         ingests: list[Step] = []
         previous: str | None = None
         for i, stage in enumerate(stages):
@@ -139,19 +151,22 @@ class PlanBuilder:
             previous = train.name
             if _holds_out(spec.in_domain, stage):
                 hsfx = f".{stage.task.name}" if continual else ""
-                evals.append(self.evaluate(f"eval.before.heldout{hsfx}", "heldout", [ingest.name], trained=False).name)
+                add_eval(f"eval.before.heldout{hsfx}", "heldout", f"heldout{hsfx}", [ingest.name], 0,
+                         stage.task.answer_type)
             for b in general:
-                evals.append(self.evaluate(f"eval.after.{b}{sfx}", b, [train.name], trained=True).name)
+                add_eval(f"eval.after.{b}{sfx}", b, b, [train.name], i + 1)
             if "heldout" in spec.in_domain:  # every stage's held-out tasks after this stage
                 for j, seen in enumerate(ingests):
                     if not _holds_out(spec.in_domain, stages[j]):
                         continue
                     hsfx = f".{stages[j].task.name}" if continual else ""
-                    evals.append(self.evaluate(f"eval.after.heldout{hsfx}{sfx}", "heldout",
-                                               [seen.name, train.name], trained=True).name)
-        self.add(Step("report", "report", inputs=evals,
-                      params={"recipe": self.recipe.name, "stages": [s.task.name for s in stages],
-                              "benchmarks": general + (["heldout"] if "heldout" in spec.in_domain else [])},
+                    add_eval(f"eval.after.heldout{hsfx}{sfx}", "heldout", f"heldout{hsfx}",
+                             [seen.name, train.name], i + 1, stages[j].task.answer_type)
+        self.add(Step("report", "report", inputs=[e["step"] for e in evals],
+                      params={"recipe": self.recipe.name, "title": self.recipe.name, "seed": self.recipe.seed,
+                              "stages": [s.task.name for s in stages],
+                              "benchmarks": general + (["heldout"] if "heldout" in spec.in_domain else []),
+                              "evals": evals},
                       outputs={"report": self.recipe.name}))
         plan = Plan(recipe_name=self.recipe.name, recipe_hash=recipe_hash(self.recipe), steps=self.steps,
                     meta={"stages": [s.task.name for s in stages], "model_ref": self.recipe.model.ref,

@@ -8,11 +8,14 @@ token's text gets no special tokens; an empty context becomes the prefix token (
 The model input is ``ctx + cont`` (left-truncated to ``max_length + 1``), and a request's
 result is (sum of the continuation tokens' log-probs, whether every one is the argmax).
 
-The speed comes from computing each distinct context once: requests are grouped by their
-context tokens, a batch of contexts runs left-padded with a KV cache, the cache rows are
-repeated for each continuation of the group, and only the continuation tokens run again.
-A single-token continuation (MMLU's `` A``) needs no second pass at all. In fp32 the sums
-agree with lm_eval's to ~1e-5 (tests/test_evaluate_loglik.py compares them).
+The speed comes from computing each distinct context once. Requests are grouped by their
+context tokens; by default each group becomes one row holding the context followed by every
+continuation (minus its last token), with a custom attention mask (each continuation sees the
+context and itself, never the other continuations) and the position ids it would have had
+alone, so a batch is one forward pass over ``len(ctx) + sum(len(cont) - 1)`` tokens instead of
+lm_eval's ``sum(len(ctx) + len(cont))``. Attention kernels that ignore custom masks (flash
+attention) use the other path: contexts once with a KV cache, then the continuations.
+In fp32 the sums agree with lm_eval's to ~1e-4 (tests/test_evaluate_loglik.py compares them).
 """
 
 from __future__ import annotations
@@ -124,55 +127,171 @@ def _token_scores(logits: Any, targets: Any) -> tuple[Any, Any]:
     return logp, logits.argmax(dim=-1) == targets
 
 
-def _score_batch(model: Any, device: Any, batch: list[_Group], pad_id: int) -> list[tuple[int, float, bool]]:
+def _context_pass(model: Any, device: Any, batch: list[_Group], pad_id: int) -> tuple[Any, Any, Any]:
+    """Left-padded contexts through the model: (KV cache, attention mask, last-position logits)."""
     import torch
 
-    ctx_len = [len(g.context) for g in batch]
-    width = max(ctx_len)
+    width = max(len(g.context) for g in batch)
     ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(batch), width), dtype=torch.long)
     for i, g in enumerate(batch):
         ids[i, width - len(g.context):] = torch.tensor(g.context)
         mask[i, width - len(g.context):] = 1
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    ids, mask, positions = ids.to(device), mask.to(device), positions.to(device)
-    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
-    last = out.logits[:, -1, :]  # predicts each group's first continuation token
+    kwargs = {"input_ids": ids.to(device), "attention_mask": mask.to(device),
+              "position_ids": positions.to(device), "use_cache": True}
+    try:  # only the last position's logits are needed (saves the LM head over the context)
+        out = model(**kwargs, logits_to_keep=1)
+    except TypeError:
+        out = model(**kwargs)
+    return out.past_key_values, kwargs["attention_mask"], out.logits[:, -1, :]
 
-    rows = [(gi, index, cont) for gi, g in enumerate(batch) for index, cont in g.members]
-    row_group = torch.tensor([gi for gi, _, _ in rows], device=device)
-    first = torch.tensor([cont[0] for _, _, cont in rows], device=device)
+
+def length_buckets(lengths: list[int], waste: float = 1.25) -> list[list[int]]:
+    """Indices sorted by length (longest first), cut so padding stays under ``waste`` × real tokens."""
+    order = sorted((i for i, n in enumerate(lengths) if n > 0), key=lambda i: -lengths[i])
+    buckets: list[list[int]] = []
+    for i in order:
+        if buckets and lengths[buckets[-1][0]] * (len(buckets[-1]) + 1) <= waste * (
+                sum(lengths[j] for j in buckets[-1]) + lengths[i]):
+            buckets[-1].append(i)
+        else:
+            buckets.append([i])
+    return buckets
+
+
+def _continuation_pass(model: Any, device: Any, cache: Any, ctx_mask: Any, ctx_len: list[int],
+                       rows: list[tuple[int, list[int]]], pad_id: int) -> tuple[Any, Any]:
+    """Sum of log-probs and all-greedy of continuation tokens 2..n, rows bucketed by length."""
+    import copy
+
+    import torch
+
+    sums = torch.zeros(len(rows), dtype=torch.float32)
+    greedy = torch.ones(len(rows), dtype=torch.bool)
+    buckets = length_buckets([len(cont) - 1 for _, cont in rows])
+    for b, bucket in enumerate(buckets):
+        width = len(rows[bucket[0]][1]) - 1
+        inp = torch.full((len(bucket), width), pad_id, dtype=torch.long)
+        tgt = torch.full((len(bucket), width), pad_id, dtype=torch.long)
+        valid = torch.zeros((len(bucket), width), dtype=torch.bool)
+        for r, i in enumerate(bucket):
+            cont = rows[i][1]
+            inp[r, :len(cont) - 1] = torch.tensor(cont[:-1])
+            tgt[r, :len(cont) - 1] = torch.tensor(cont[1:])
+            valid[r, :len(cont) - 1] = True
+        groups = torch.tensor([rows[i][0] for i in bucket], device=device)
+        sub_cache = cache if b == len(buckets) - 1 else copy.deepcopy(cache)
+        sub_cache.batch_select_indices(groups)
+        start = torch.tensor([ctx_len[rows[i][0]] for i in bucket]).unsqueeze(-1)
+        positions = (start + torch.arange(width).unsqueeze(0)).to(device)
+        mask = torch.cat([ctx_mask[groups], torch.ones((len(bucket), width), dtype=torch.long, device=device)], -1)
+        logits = model(input_ids=inp.to(device), attention_mask=mask, position_ids=positions,
+                       past_key_values=sub_cache, use_cache=False).logits
+        logp, hit = _token_scores(logits, tgt.to(device))
+        valid = valid.to(device)
+        index = torch.tensor(bucket)
+        sums[index] = (logp * valid).sum(-1).float().cpu()
+        greedy[index] = (hit | ~valid).all(-1).cpu()
+    return sums, greedy
+
+
+def _score_batch_cached(model: Any, device: Any, batch: list[_Group], pad_id: int) -> list[tuple[int, float, bool]]:
+    """Contexts once with a KV cache, then the continuations (any attention implementation)."""
+    import torch
+
+    cache, ctx_mask, last = _context_pass(model, device, batch, pad_id)
+    rows = [(gi, cont) for gi, g in enumerate(batch) for _, cont in g.members]
+    indices = [index for g in batch for index, _ in g.members]
+    row_group = torch.tensor([gi for gi, _ in rows], device=device)
+    first = torch.tensor([cont[0] for _, cont in rows], device=device)
     first_logp, first_greedy = _token_scores(last[row_group], first)
-    rest_len = max(len(cont) for _, _, cont in rows) - 1
-    if rest_len == 0:
-        return [(index, float(first_logp[r]), bool(first_greedy[r])) for r, (_, index, _) in enumerate(rows)]
+    sums, greedy = first_logp.float().cpu(), first_greedy.cpu()
+    if any(len(cont) > 1 for _, cont in rows):
+        rest_sums, rest_greedy = _continuation_pass(model, device, cache, ctx_mask,
+                                                    [len(g.context) for g in batch], rows, pad_id)
+        sums, greedy = sums + rest_sums, greedy & rest_greedy
+    return [(index, float(sums[r]), bool(greedy[r])) for r, index in enumerate(indices)]
 
-    cache = out.past_key_values
-    cache.batch_select_indices(row_group)
-    inp = torch.full((len(rows), rest_len), pad_id, dtype=torch.long)
-    tgt = torch.full((len(rows), rest_len), pad_id, dtype=torch.long)
-    valid = torch.zeros((len(rows), rest_len), dtype=torch.bool)
-    for r, (_, _, cont) in enumerate(rows):
-        n = len(cont) - 1
-        if n:
-            inp[r, :n] = torch.tensor(cont[:-1])
-            tgt[r, :n] = torch.tensor(cont[1:])
-            valid[r, :n] = True
-    start = torch.tensor([ctx_len[gi] for gi, _, _ in rows]).unsqueeze(-1)
-    cont_pos = (start + torch.arange(rest_len).unsqueeze(0)).to(device)
-    cont_mask = torch.cat([mask[row_group], torch.ones((len(rows), rest_len), dtype=torch.long, device=device)], -1)
-    logits = model(input_ids=inp.to(device), attention_mask=cont_mask, position_ids=cont_pos,
-                   past_key_values=cache, use_cache=False).logits
-    logp, greedy = _token_scores(logits, tgt.to(device))
-    valid = valid.to(device)
-    sums = first_logp + (logp * valid).sum(-1)
-    all_greedy = first_greedy & (greedy | ~valid).all(-1)
-    return [(index, float(sums[r]), bool(all_greedy[r])) for r, (_, index, _) in enumerate(rows)]
+
+def pack_group(group: _Group) -> tuple[list[int], list[int], list[int], list[list[int]]]:
+    """One row holding a context and all its continuations (each without its last token).
+
+    Returns (tokens, position ids, segment of each token: -1 = context, j = continuation j, and
+    for each continuation the row positions whose logits predict its tokens).
+    """
+    ctx = group.context
+    tokens, positions, segment = list(ctx), list(range(len(ctx))), [-1] * len(ctx)
+    predictors = []
+    for j, (_, cont) in enumerate(group.members):
+        start = len(tokens)
+        tokens += cont[:-1]
+        positions += list(range(len(ctx), len(ctx) + len(cont) - 1))
+        segment += [j] * (len(cont) - 1)
+        predictors.append([len(ctx) - 1] + list(range(start, start + len(cont) - 1)))
+    return tokens, positions, segment, predictors
+
+
+def _packed_mask(segments: list[list[int]], width: int, dtype: Any) -> Any:
+    """[B, 1, W, W] additive mask (0 = may attend): causal inside the context and inside each
+    continuation, every continuation sees the whole context, padding sees only itself."""
+    import torch
+
+    seg = torch.full((len(segments), width), -2, dtype=torch.long)
+    for i, s in enumerate(segments):
+        seg[i, :len(s)] = torch.tensor(s)
+    causal = torch.ones((width, width), dtype=torch.bool).tril()
+    q, k = seg.unsqueeze(2), seg.unsqueeze(1)
+    allowed = ((k == -1) | (k == q)) & (q != -2) & causal
+    allowed |= torch.eye(width, dtype=torch.bool)
+    zero = torch.zeros((), dtype=dtype)
+    return torch.where(allowed, zero, torch.finfo(dtype).min).unsqueeze(1)
+
+
+def _score_batch_packed(model: Any, device: Any, batch: list[_Group], pad_id: int) -> list[tuple[int, float, bool]]:
+    """One forward for the whole batch: each row is a context with all its continuations."""
+    import torch
+
+    packed = [pack_group(g) for g in batch]
+    width = max(len(p[0]) for p in packed)
+    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    pos = torch.zeros((len(batch), width), dtype=torch.long)
+    for i, (tokens, positions, _, _) in enumerate(packed):
+        ids[i, :len(tokens)] = torch.tensor(tokens)
+        pos[i, :len(tokens)] = torch.tensor(positions)
+    keep_from = min(len(g.context) for g in batch) - 1  # no logits are needed before this position
+    mask = _packed_mask([p[2] for p in packed], width, model.dtype).to(device)
+    logits = model(input_ids=ids.to(device), position_ids=pos.to(device), attention_mask=mask,
+                   logits_to_keep=width - keep_from).logits
+    rows, cols, targets, owner = [], [], [], []
+    for i, (g, (_, _, _, predictors)) in enumerate(zip(batch, packed)):
+        for (index, cont), where in zip(g.members, predictors):
+            rows += [i] * len(cont)
+            cols += [w - keep_from for w in where]
+            targets += cont
+            owner += [index] * len(cont)
+    logp, hit = _token_scores(logits[torch.tensor(rows), torch.tensor(cols)], torch.tensor(targets, device=device))
+    sums: dict[int, float] = {}
+    greedy: dict[int, bool] = {}
+    for index, lp, h in zip(owner, logp.float().cpu().tolist(), hit.cpu().tolist()):
+        sums[index] = sums.get(index, 0.0) + lp
+        greedy[index] = greedy.get(index, True) and bool(h)
+    return [(index, sums[index], greedy[index]) for g in batch for index, _ in g.members]
+
+
+def _supports_packing(model: Any) -> bool:
+    """Custom 4D masks work with the sdpa and eager attention of transformers, not flash kernels."""
+    impl = getattr(getattr(model, "config", None), "_attn_implementation", None)
+    return impl in ("sdpa", "eager")
 
 
 def loglikelihood(loaded: Any, requests: list[tuple[str, str]], *, batch_size: int = 32,
-                  progress: Callable[[int, int], None] | None = None) -> list[tuple[float, bool]]:
-    """(sum of continuation log-probs, is greedy) for each (context, continuation), in order."""
+                  progress: Callable[[int, int], None] | None = None, packed: bool = True) -> list[tuple[float, bool]]:
+    """(sum of continuation log-probs, is greedy) for each (context, continuation), in order.
+
+    ``packed``: one forward per batch with a context and all its continuations in one row
+    (custom attention mask); otherwise contexts run once with a KV cache, then continuations.
+    """
     import torch
 
     encoder = PairEncoder(loaded.tokenizer)
@@ -180,10 +299,11 @@ def loglikelihood(loaded: Any, requests: list[tuple[str, str]], *, batch_size: i
     groups = group_requests(encoded, model_max_length(loaded.model, loaded.tokenizer))
     pad_id = loaded.tokenizer.pad_token_id if loaded.tokenizer.pad_token_id is not None else 0
     results: list[tuple[float, bool] | None] = [None] * len(requests)
+    score_batch = _score_batch_packed if (packed and _supports_packing(loaded.model)) else _score_batch_cached
     done = 0
     with torch.inference_mode():
         for batch in _batches(groups, max(1, batch_size)):
-            for index, logp, greedy in _score_batch(loaded.model, loaded.device, batch, pad_id):
+            for index, logp, greedy in score_batch(loaded.model, loaded.device, batch, pad_id):
                 results[index] = (logp, greedy)
             done += sum(len(g.members) for g in batch)
             if progress is not None:

@@ -29,7 +29,8 @@ from selfaug_compiler.runtime import StepContext, StepResult
 
 
 def _model(ctx: StepContext) -> LazyModel:
-    spec = dict(ctx.step.params.get("model") or {})
+    model_params = dict(ctx.step.params.get("model") or {})
+    spec = dict(model_params.get("spec") or model_params)  # the planner nests the model section under "spec"
     device = ctx.step.speed.get("device", "auto")
     trained = [r for r in ctx.inputs.values() if r.model]
     if len(trained) > 1:

@@ -38,14 +38,19 @@ class Embedder:
         return cls(model, AutoTokenizer.from_pretrained(folder))
 
     def embed(self, texts: list[str]) -> Any:
-        """A (len(texts), dim) float tensor of unit vectors."""
+        """A (len(texts), dim) float tensor of unit vectors, in input order.
+
+        Texts are embedded in batches of similar length (less padding), then put back in order.
+        """
         import torch
 
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        ordered = [texts[i] for i in order]
         chunks = []
         device = next(self.model.parameters()).device
         with torch.inference_mode():
-            for i in range(0, len(texts), self.batch_size):
-                enc = self.tokenizer(texts[i:i + self.batch_size], padding=True, truncation=True,
+            for i in range(0, len(ordered), self.batch_size):
+                enc = self.tokenizer(ordered[i:i + self.batch_size], padding=True, truncation=True,
                                      max_length=self.max_length, return_tensors="pt").to(device)
                 hidden = self.model(**enc).last_hidden_state
                 mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
@@ -53,7 +58,10 @@ class Embedder:
                 chunks.append(torch.nn.functional.normalize(pooled, dim=-1).cpu())
         if not chunks:
             return torch.zeros((0, self.model.config.hidden_size))
-        return torch.cat(chunks)
+        stacked = torch.cat(chunks)
+        result = torch.empty_like(stacked)
+        result[torch.tensor(order)] = stacked
+        return result
 
     def similarity(self, a: list[str], b: list[str]) -> list[float]:
         if len(a) != len(b):

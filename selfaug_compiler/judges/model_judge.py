@@ -33,7 +33,7 @@ def judge_with_model(loaded: Any, items: list[dict], *, template: str = DEFAULT_
     from selfaug_compiler.generate.engine import SamplingParams, generate
 
     prompts = [render(template, recipe_dir=recipe_dir, prompt=it["prompt"], gold=it["gold"],
-                      answer=it["answer"], topic="", turn=0, history=[]) for it in items]
+                      answer=it["answer"]) for it in items]
     outs = generate(loaded, prompts, SamplingParams(temperature=0.0, max_new_tokens=max_new_tokens),
                     batch_size=batch_size, progress=progress)
     return [ModelVerdict(parse_verdict(o.text), o.text) for o in outs]
