@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -44,10 +45,29 @@ def file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def _stamped_digest(path: Path, memo: Path) -> str:
+    """sha256 of a large file, remembered in ``memo`` under its (size, mtime) stamp."""
+    stat = path.stat()
+    stamp = [str(path), stat.st_size, stat.st_mtime_ns]
+    try:
+        cached = json.loads(memo.read_text())
+        if cached.get("stamp") == stamp:
+            return cached["sha256"]
+    except (OSError, ValueError, KeyError):
+        pass
+    digest = file_sha256(path)
+    try:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        memo.write_text(json.dumps({"stamp": stamp, "sha256": digest}))
+    except OSError:
+        pass
+    return digest
+
+
 def converted_packaged_model(name: str) -> Path:
     """The HF folder of a packaged GGUF model, converting it on first use."""
     gguf = packaged_gguf_path(name)
-    digest = file_sha256(gguf)[:16]
+    digest = _stamped_digest(gguf, cache_root() / "models" / f"{name}.sha256.json")[:16]
     target = cache_root() / "models" / f"{name}-{digest}"
     if (target / "config.json").is_file():
         return target
