@@ -25,19 +25,21 @@ def test_tiny_default_runs_end_to_end_and_reruns_from_cache(tmp_path, capsys):
     store = tmp_path / "store.duckdb"
     assert main(["run", str(RECIPE), "--store", str(store)]) == 0
     out = capsys.readouterr().out
-    assert "report html:" in out
+    assert "report: " in out and ".html" in out
 
     with open_store(store, read_only=True) as s:
         mix = s.read("tiny-default-mix").to_pylist()
         dialogues = s.read("tiny-default-self_dialogue").to_pylist()
         runs = s.runs()
-    assert {r["source"] for r in mix} >= {"gold"}
     assert all(r["source"] in ("gold", "self_dialogue") for r in mix)
     assert len([r for r in mix if r["source"] == "gold"]) == 16
+    usable = [d for d in dialogues if "excluded" not in json.loads(d["meta"])]
+    mixed = [r for r in mix if r["source"] == "self_dialogue"]
+    assert len(mixed) == min(len(usable), 4)  # ratio 0.25 of 16 task rows; marked rows never mixed
     assert dialogues and all(d["model_fingerprint"] and d["seed"] is not None for d in dialogues)
     assert runs[-1]["status"] == "done"
 
-    html = next(line.split(": ", 1)[1] for line in out.splitlines() if line.startswith("report html:"))
+    html = next(line.split()[1] for line in out.splitlines() if line.startswith("report: "))
     report_json = Path(html).with_name("report.json")
     report = json.loads(report_json.read_text())
     assert "arc_easy" in json.dumps(report)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Optional
 
@@ -74,12 +75,14 @@ def run_command(
 
 
 def _print_report(result) -> None:
-    table = result.files.get("table")
-    if table and Path(table).is_file():
-        typer.echo(Path(table).read_text(encoding="utf-8"))
-    for role in ("html", "json"):
-        if result.files.get(role):
-            typer.echo(f"report {role}: {result.files[role]}")
+    """The forgetting table and where the report files are (also when the report was cached)."""
+    from selfaug_compiler.report.step import print_report
+
+    report_json = result.files.get("report_json")
+    if not report_json or not Path(report_json).is_file():
+        typer.echo("report: files are missing; run again with --force report to rebuild them")
+        return
+    print_report(json.loads(Path(report_json).read_text(encoding="utf-8")), result.files)
 
 
 def register(app: typer.Typer) -> None:

@@ -18,6 +18,8 @@ from selfaug_compiler.plan import Plan, Step, canonical_json, sha256_hex
 from selfaug_compiler.recipe.loader import LoadedRecipe
 from selfaug_compiler.recipe.schema import FieldMap, Recipe, ReplayParams, StageSpec, TaskSpec, content_view
 
+STYLE_RETENTION = "style_retention"  # evaluate/style_step.py: needs the tasks' ingest steps
+
 
 class PlanBuilder:
     def __init__(self, recipe: Recipe, base_dir: Path) -> None:
@@ -140,8 +142,15 @@ class PlanBuilder:
             category = "in_domain" if bench in spec.in_domain else "retention"
             evals.append({"step": step.name, "benchmark": label, "category": category, "stage": stage_no})
 
+        # style_retention derives its markers from every task's training data: before and after
+        # evals of a recipe read the same ingest steps, so they score with the same markers.
+        task_ingests = [f"ingest.{s.task.name}{f'.s{i}' if continual else ''}" for i, s in enumerate(stages)]
+
+        def eval_inputs(bench: str, *others: str) -> list[str]:
+            return [*task_ingests, *others] if bench == STYLE_RETENTION else list(others)
+
         for b in general:
-            add_eval(f"eval.before.{b}", b, b, [], 0)
+            add_eval(f"eval.before.{b}", b, b, eval_inputs(b), 0)
         ingests: list[Step] = []
         previous: str | None = None
         for i, stage in enumerate(stages):
@@ -154,7 +163,7 @@ class PlanBuilder:
                 add_eval(f"eval.before.heldout{hsfx}", "heldout", f"heldout{hsfx}", [ingest.name], 0,
                          stage.task.answer_type)
             for b in general:
-                add_eval(f"eval.after.{b}{sfx}", b, b, [train.name], i + 1)
+                add_eval(f"eval.after.{b}{sfx}", b, b, eval_inputs(b, train.name), i + 1)
             if "heldout" in spec.in_domain:  # every stage's held-out tasks after this stage
                 for j, seen in enumerate(ingests):
                     if not _holds_out(spec.in_domain, stages[j]):

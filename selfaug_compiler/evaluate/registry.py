@@ -22,7 +22,8 @@ from selfaug_compiler.evaluate.items import GenItem, Item, MCItem
 
 FORMAT_VERSION = "selfaug-bench/1"
 MC_SCORER = "loglik/lm_eval-0.4"
-SPECIAL = {"heldout": "the task's held-out split (in-domain)"}
+SPECIAL = {"heldout": "the task's held-out split (in-domain)",
+           "style_retention": "free-form answers to general prompts, scored for drift into the task's style"}
 ANSWER_TYPES = ("number", "code", "text")
 
 
@@ -93,7 +94,7 @@ def load_benchmark(name_or_path: str, *, limit: int | None = None, seed: int = 0
         return _packaged(name_or_path, limit, seed, max_new_tokens)
     if name_or_path in SPECIAL:
         raise SelfaugError(f"benchmark `{name_or_path}` needs a recipe's task data",
-                           hint="`heldout` is evaluated by `selfaug run`; for `selfaug eval` pass a jsonl file")
+                           hint=f"`{name_or_path}` is evaluated by `selfaug run`; for `selfaug eval` pass a jsonl file")
     path = Path(name_or_path)
     if base_dir is not None and not path.is_absolute():
         path = base_dir / path

@@ -10,7 +10,8 @@ params (content; enter the step id):
                      model, used when no input step provides a model artifact
 speed: ``eval_batch_size`` (or ``batch_size``), ``device``.
 inputs: optional train step (``StepResult.model``: the artifact folder to evaluate) and, for
-``heldout``, the ingest step (``datasets["heldout"]``).
+``heldout``, the ingest step (``datasets["heldout"]``); ``style_retention`` (see
+``style_step.py``) reads the task ingest steps' ``datasets["train"]``.
 
 The result's metrics carry ``model_key`` and ``fingerprint``: the report step reads the per-item
 results from the store with them.
@@ -108,6 +109,10 @@ def score_with_gold_loss(loaded: Any, bench: Benchmark, *, batch_size: int = 16,
 
 
 def execute(ctx: StepContext) -> StepResult:
+    if ctx.step.params.get("benchmark") == "style_retention":  # answers scored against task markers
+        from selfaug_compiler.evaluate import style_step
+
+        return style_step.execute(ctx)
     bench = step_benchmark(ctx)
     model = _model(ctx)
     batch_size = int(ctx.step.speed.get("eval_batch_size") or ctx.step.speed.get("batch_size") or 16)

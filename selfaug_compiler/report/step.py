@@ -86,6 +86,8 @@ def print_report(report: dict[str, Any], files: dict[str, str] | None = None) ->
     from selfaug_compiler.report.table import forgetting_table
 
     console = Console()
+    if not console.is_terminal:  # piped or captured: do not squeeze the table into 80 columns
+        console = Console(width=150)
     console.print(forgetting_table(report))
     if files:
         console.print(f"report: {files.get('report_html')}  (data: {files.get('report_json')})")
@@ -100,7 +102,6 @@ def execute(ctx: StepContext) -> StepResult:
     report = build_report(entries, title=params.get("title", ctx.plan.recipe_name), seed=int(params.get("seed", 0)),
                           meta={"recipe_hash": ctx.plan.recipe_hash, "step_id": ctx.step.id})
     files = write_report(report, ctx.work_dir)
-    print_report(report, files)
     return StepResult(metrics={"summary": report["summary"],
                                "benchmarks": {r["benchmark"]: {k: r.get(k) for k in ("before", "after", "delta",
                                                                                       "p_value", "significant")}
