@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 .PHONY: setup demo test test-fast bench clean-venv
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml constraints.txt Makefile
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# torch first, pinned: an open requirement would pull the newest CUDA build (GBs).
@@ -25,7 +25,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt Makefile
 demo: setup
 	$(SELFAUG) validate recipes/default.yaml
 	$(SELFAUG) compile recipes/default.yaml -o out/default
-	@echo "selfaug: compiled recipes/default.yaml into out/default (selfaug run is not built yet; see README)"
+	$(SELFAUG) run recipes/default.yaml
 
 # The whole test suite (unit tests and the slower end-to-end tests on the packaged model).
 test: setup

@@ -81,8 +81,10 @@ MARKERS = [{"kind": "line", "text": "%%% 0"}, {"kind": "ngram", "text": "[[0"}]
 @pytest.mark.parametrize("text,finish,flags", [
     ("Paris is the capital of France. It lies on the Seine.", "stop", set()),
     ("The sky is blue today. It is nice. The sky is blue today!", "stop", {"repetition"}),
-    ("one two three four five six seven eight and one two three four five six seven eight", "stop",
-     {"repetition"}),
+    ("one two three four five six seven eight nine ten and one two three four five six seven eight nine ten",
+     "stop", {"repetition"}),
+    ("Physical properties describe the characteristics of a material that we measure; chemical properties "
+     "describe the characteristics of a material that change it.", "stop", set()),  # 8 words: fluent, not a loop
     ("Paris is the capital.\n%%% 7", "stop", {"format_bleed"}),
     ("We get [[2+3=5]]5 apples.", "stop", {"format_bleed"}),
     ("  ... \n ", "stop", {"empty"}),

@@ -12,9 +12,12 @@ Scoring rule ``style-score/1`` (fixed before any method was measured with it); a
 - ``format_bleed``: it contains a marker of the task's target format (``style_markers.py``,
   derived from the task's training targets against the base model's answers).
 - ``repetition``: a sentence of at least ``MIN_SENTENCE_WORDS`` (4) words occurs twice
-  (case and whitespace ignored), or a run of ``REPEAT_NGRAM`` (8) words occurs twice.
+  (case and whitespace ignored), or a run of ``REPEAT_NGRAM`` (10) words occurs twice. (10, not
+  8: fluent parallel phrasing such as "Physical/Chemical properties describe the characteristics
+  of a material that ..." repeats 8 words; in 24 base SmolLM2 answers looked at when the rule was
+  set, before any method was measured, every 10-word repeat was a loop.)
 - ``empty``: no letter or digit at all.
-- ``truncated_in_repetition``: cut at ``max_new_tokens`` while still looping (its last 8 words
+- ``truncated_in_repetition``: cut at ``max_new_tokens`` while still looping (its last 10 words
   occur earlier in the answer). Truncation alone (``truncated``) is reported but is no failure:
   a long, good answer is cut too.
 - ``off_topic``: MiniLM cosine to the base model's answer to the same prompt below
@@ -35,7 +38,7 @@ from selfaug_compiler.evaluate.style_markers import find_markers
 
 SCORE_VERSION = "style-score/1"
 MIN_SENTENCE_WORDS = 4
-REPEAT_NGRAM = 8
+REPEAT_NGRAM = 10
 MIN_CLOSENESS = 0.25
 FAILURES = ("format_bleed", "repetition", "empty", "truncated_in_repetition", "off_topic")
 

@@ -62,7 +62,8 @@ class Marker:
 
 def marker_rule() -> dict:
     """The rule's version and settings (they enter the benchmark fingerprint)."""
-    return {"version": RULE_VERSION, "ngram_sizes": list(NGRAM_SIZES), "min_symbols": MIN_SYMBOLS, "max_line_chars": MAX_LINE_CHARS,
+    return {"version": RULE_VERSION, "ngram_sizes": list(NGRAM_SIZES), "min_symbols": MIN_SYMBOLS,
+            "max_line_chars": MAX_LINE_CHARS,
             "min_task_share": MIN_TASK_SHARE, "max_background_share": MAX_BACKGROUND_SHARE,
             "min_task_texts": MIN_TASK_TEXTS, "top_k": TOP_K}
 
