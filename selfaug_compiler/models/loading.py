@@ -131,6 +131,9 @@ def load_model(
 ) -> LoadedModel:
     """Load a causal LM and its tokenizer, ready for inference (``eval()`` mode)."""
     from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a weights bar per load drowns selfaug's own progress
 
     parsed, folder = model_folder(ref, revision=revision, base_dir=base_dir)
     device_name = resolve_device(device)
