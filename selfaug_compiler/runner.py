@@ -12,6 +12,7 @@ interrupted, and the next ``selfaug run`` picks up where it stopped.
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import importlib
 import json
@@ -137,6 +138,20 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _explain_resource_failure(exc: BaseException) -> tuple[str, str] | None:
+    """(message, hint) for failures of the machine rather than of the code: memory and disk."""
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        where = f" writing {exc.filename}" if exc.filename else ""
+        return (f"the disk is full{where}",
+                "free space (or point SELFAUG_CACHE / --store elsewhere) and run again: finished steps and "
+                "committed batches are kept, the interrupted step resumes")
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return ("the model does not fit in memory at these settings",
+                "lower execution.micro_batch_size / generate_batch_size / eval_batch_size, train.max_length, "
+                "use train.method lora, or a smaller dtype; then run again to resume")
+    return None
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -238,7 +253,12 @@ class Runner:
         except StepFailed as exc:
             self._record_failure(run_id, step, started, "failed", str(exc))
             raise
-        except Exception as exc:  # an unexpected failure: keep the traceback in a log for the user
+        except Exception as exc:
+            known = _explain_resource_failure(exc)
+            if known is not None:
+                self._record_failure(run_id, step, started, "failed", known[0])
+                raise StepFailed(step.name, known[0], hint=known[1]) from exc
+            # An unexpected failure: keep the traceback in a log for the user.
             log = work_dir / "error.log"
             log.write_text(traceback.format_exc(), encoding="utf-8")
             self._record_failure(run_id, step, started, "failed", f"{type(exc).__name__}: {exc}")

@@ -150,3 +150,30 @@ def test_sigterm_stops_cleanly_and_next_run_resumes(tmp_path):
     assert proc.returncode == 130 and "INTERRUPTED" in out
     done = subprocess.run([sys.executable, str(script), "fast"], capture_output=True, text=True, timeout=60)
     assert "STATUSES ['cached', 'done']" in done.stdout, done.stdout + done.stderr
+
+
+def raise_disk_full(ctx):
+    raise OSError(28, "No space left on device", str(ctx.work_dir / "model.safetensors"))
+
+
+def raise_memory(ctx):
+    raise MemoryError()
+
+
+@pytest.mark.parametrize("executor, message", [
+    ("tests.test_runner:raise_disk_full", "disk is full"),
+    ("tests.test_runner:raise_memory", "does not fit in memory"),
+])
+def test_resource_failures_stop_with_a_clear_message_and_resume(fake_kinds, monkeypatch, tmp_path, executor, message):
+    monkeypatch.setitem(runner_mod.EXECUTORS, "train", executor)
+    with pytest.raises(StepFailed, match=message) as info:
+        run(make_plan(), tmp_path)
+    assert info.value.hint  # says what to change
+    with open_store(tmp_path / "store.duckdb") as store:
+        assert store.verify().ok
+        steps = store.run_steps(store.runs()[-1]["run_id"])
+        assert {s["step_name"]: s["status"] for s in steps}["train"] == "failed"
+    monkeypatch.setitem(runner_mod.EXECUTORS, "train", "tests.test_runner:fake_execute")
+    CALLS.clear()
+    run(make_plan(), tmp_path)  # fixed: only the failed step runs again
+    assert CALLS == ["train"]

@@ -149,7 +149,12 @@ def execute_mix(ctx: StepContext) -> StepResult:
     augment = params.get("augment") or {}
     method = params.get("method") or augment.get("method", "none")
     rows, stats = mix_rows(method, augment, task_rows, parts, seed=int(params.get("seed", 0)), step_id=ctx.step.id)
-    total = max(1, len(rows))
+    if not rows:
+        raise StepFailed(ctx.step.name, "the training set is empty after generation and judging "
+                         f"(task rows: {len(task_rows)}; " + ", ".join(f"{r}: {len(v)}" for r, v in parts.items()) + ")",
+                         hint="check the task's split and the judge settings (`selfaug data show` on the inputs); "
+                              "nothing was committed, and a re-run after the fix reuses the earlier steps")
+    total = len(rows)
     shares = ", ".join(f"{src} {n} ({100 * n / total:.1f}%)" for src, n in sorted(stats["by_source"].items()))
     print(f"selfaug: {ctx.step.name}: {len(rows)} training rows: {shares}", flush=True)
     return C.commit_rows(ctx, rows, from_stage=False, metrics=stats, message=f"mix {method}")

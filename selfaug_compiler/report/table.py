@@ -42,6 +42,9 @@ def forgetting_table(report: dict[str, Any]):
     caption = [f"retention mean Δ {fmt(s.get('retention_mean_delta'), signed=True)} pts",
                f"significant drops {s.get('retention_significant_drops', 0)}",
                f"in-domain gain {fmt(s.get('in_domain_gain'), signed=True)} pts"]
+    for r in report["benchmarks"]:  # where accuracy sits at the floor, the gold loss shows the learning
+        if r.get("gold_loss_before") is not None and r.get("gold_loss_after") is not None:
+            caption.append(f"{r['benchmark']} gold loss {r['gold_loss_before']:.2f} → {r['gold_loss_after']:.2f} nats/token")
     if s.get("continual_fg") is not None:
         caption.append(f"continual FG {fmt(s['continual_fg'], 2)} %")
     table.caption = " · ".join(caption) + "   (sig: paired McNemar / bootstrap, * p<.05 ** p<.01 *** p<.001)"
