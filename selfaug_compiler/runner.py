@@ -169,8 +169,10 @@ class Runner:
         force: list[str] | None = None,
     ) -> None:
         self.plan = plan
-        self.store_path = Path(store_path)
-        self.recipe_dir = Path(recipe_dir)
+        # Absolute: artifact paths are recorded in the store and read by later steps (and later
+        # runs) that resolve relative paths against the recipe's folder, not the working directory.
+        self.store_path = Path(store_path).resolve()
+        self.recipe_dir = Path(recipe_dir).resolve()
         self.echo = echo
         self.force = set(force or [])
 

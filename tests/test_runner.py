@@ -177,3 +177,19 @@ def test_resource_failures_stop_with_a_clear_message_and_resume(fake_kinds, monk
     CALLS.clear()
     run(make_plan(), tmp_path)  # fixed: only the failed step runs again
     assert CALLS == ["train"]
+
+
+def record_work_dir(ctx):
+    CALLS.append(str(ctx.work_dir))
+    return StepResult(model=str(ctx.work_dir / "model"))
+
+
+def test_relative_store_path_gives_absolute_artifact_paths(fake_kinds, monkeypatch, tmp_path):
+    """Artifact paths outlive the working directory: a later step resolves them from elsewhere."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(runner_mod.EXECUTORS, "train", "tests.test_runner:record_work_dir")
+    plan = make_plan()
+    Runner(plan, store_path=Path(".selfaug/store.duckdb"), recipe_dir=Path("recipes"), echo=lambda s: None).run(
+        select_steps(plan))
+    work_dir = Path(CALLS[-1])
+    assert work_dir.is_absolute() and work_dir.is_relative_to(tmp_path / ".selfaug" / "artifacts")
