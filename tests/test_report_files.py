@@ -100,7 +100,9 @@ def test_compare_marks_significant_differences(tmp_path):
     pa = write_report(a, tmp_path / "sft")["report_json"]
     pb = write_report(b, tmp_path / "sa_sft")["report_json"]
     comparison = compare_reports([load_report(pa), load_report(str(tmp_path / "sa_sft"))])
-    assert comparison["runs"] == ["sft", "sa_sft"]
+    assert comparison["runs"] == ["sft", "sa-sft"]  # the recipes' titles
+    same_title = compare_reports([load_report(pa), ("copy", dict(a))])
+    assert same_title["runs"] == ["sft", "copy"]  # titles that do not tell runs apart: the given names
     arc = next(r for r in comparison["benchmarks"] if r["benchmark"] == "arc_easy")
     ref, other = arc["runs"]
     assert ref["vs_reference"] is None

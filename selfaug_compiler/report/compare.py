@@ -49,9 +49,15 @@ def _after_items(row: dict[str, Any]) -> dict[str, float]:
     return by_stage[str(max(int(s) for s in by_stage))]
 
 
+def display_names(named: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """Each run's recipe title when the titles tell the runs apart, else the given names."""
+    titles = [rep.get("title") or name for name, rep in named]
+    return titles if len(set(titles)) == len(titles) else [n for n, _ in named]
+
+
 def compare_reports(named: list[tuple[str, dict[str, Any]]], *, seed: int = 0) -> dict[str, Any]:
     """Per benchmark: each run's before/after/Δ and its paired test against the first run."""
-    names = [n for n, _ in named]
+    names = display_names(named)
     benchmarks: list[str] = []
     for _, rep in named:
         for row in rep["benchmarks"]:
