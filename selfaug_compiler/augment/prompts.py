@@ -6,13 +6,12 @@ repository's ``templates/`` folder (``prompts/self_dialogue.j2`` names a built-i
 
 from __future__ import annotations
 
-import functools
-import hashlib
 from pathlib import Path
 
+from selfaug_compiler.compile.templates import PROJECT_TEMPLATES as BUILTIN_TEMPLATES
+from selfaug_compiler.compile.templates import sandboxed_environment
+from selfaug_compiler.compile.templates import template_hash as file_template_hash
 from selfaug_compiler.errors import SelfaugError
-
-BUILTIN_TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 
 # Every template may use these (the same set `compile` checks templates with); a render call
 # overrides what it knows. ``response`` defaults to ``gold``.
@@ -46,15 +45,6 @@ def find_template(path: str | Path, recipe_dir: Path | None = None) -> Path:
                            sorted(f"prompts/{f.name}" for f in (builtin_templates_dir() / "prompts").glob("*.j2"))))
 
 
-@functools.lru_cache(maxsize=1)
-def _environment():
-    from jinja2 import StrictUndefined
-    from jinja2.sandbox import SandboxedEnvironment
-
-    return SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=False,
-                                trim_blocks=True, lstrip_blocks=True, autoescape=False)
-
-
 def render(template_path: str | Path, *, recipe_dir: Path | None = None, **variables) -> str:
     """Render a template file with ``DEFAULT_VARIABLES`` updated by ``variables``; an unknown
     variable is an error (StrictUndefined)."""
@@ -64,7 +54,7 @@ def render(template_path: str | Path, *, recipe_dir: Path | None = None, **varia
     variables = {**DEFAULT_VARIABLES, **variables}
     variables.setdefault("response", variables["gold"])
     try:
-        return _environment().from_string(path.read_text(encoding="utf-8")).render(**variables).strip()
+        return sandboxed_environment().from_string(path.read_text(encoding="utf-8")).render(**variables).strip()
     except TemplateError as exc:
         raise SelfaugError(f"cannot render prompt template {path}: {exc}", file=str(path),
                            expected="variables: " + ", ".join(sorted(variables)),
@@ -72,6 +62,5 @@ def render(template_path: str | Path, *, recipe_dir: Path | None = None, **varia
 
 
 def template_hash(path: str | Path, recipe_dir: Path | None = None) -> str:
-    """sha256 of the template's text (goes into row provenance)."""
-    text = find_template(path, recipe_dir).read_text(encoding="utf-8")
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    """sha256 of the template file (goes into row provenance; the same hash the plan's ids use)."""
+    return file_template_hash(find_template(path, recipe_dir))

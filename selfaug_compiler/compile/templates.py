@@ -56,14 +56,16 @@ def template_context(row: dict[str, Any], prompt_field: str, response_field: str
 
 
 @lru_cache(maxsize=1)
-def _environment() -> Any:
+def sandboxed_environment() -> Any:
+    """The one jinja2 environment for prompt templates: validate and the steps render alike."""
     from jinja2 import StrictUndefined
     from jinja2.sandbox import SandboxedEnvironment
 
-    return SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
+    return SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=False,
+                                trim_blocks=True, lstrip_blocks=True, autoescape=False)
 
 
 def render_template(path: Path, context: dict[str, Any]) -> str:
     """Render with the sandbox; raises jinja2's errors (callers turn them into Problems)."""
-    env = _environment()
+    env = sandboxed_environment()
     return env.from_string(path.read_text(encoding="utf-8")).render(**context)
