@@ -27,8 +27,10 @@ def rewrite_items(task_rows: list[dict], template: str, recipe_dir: Path | None,
 
 
 def check_rewrite(rewrite: str, gold_text: str, gold: str | None, *, leak_phrases: list[str],
-                  check_final_number: bool, answer_type: str) -> tuple[bool, dict[str, Any]]:
-    """(accepted, why): rejected when empty, leaking a phrase, or (numbers) changing the final answer."""
+                  check_final_number: bool, answer_type: str,
+                  labels: list[str] | None = None) -> tuple[bool, dict[str, Any]]:
+    """(accepted, why): rejected when empty, leaking a phrase, or changing the answer: the final
+    number (number tasks, with ``check_final_number``) or the label it gives first (choice tasks)."""
     text = (rewrite or "").strip()
     lowered = text.lower()
     leaks = [p for p in leak_phrases if p.lower() in lowered]
@@ -41,18 +43,27 @@ def check_rewrite(rewrite: str, gold_text: str, gold: str | None, *, leak_phrase
         got = extract_final_number(text)
         why.update(final=got, gold=want)
         ok = ok and got is not None and got == want
+    if answer_type == "choice":
+        from selfaug_compiler.judges.labels import extract_label
+
+        got_label = extract_label(text, labels or [gold_text.strip()])
+        why.update(label=got_label, gold=gold_text.strip())
+        ok = ok and got_label is not None and got_label.lower() == gold_text.strip().lower()
     return ok, why
 
 
 def judge_rewrites(rows: list[dict], params: dict[str, Any], step_id: str) -> list[dict]:
     """The rewrite rows with verdict columns (``judge_name="sdft_rewrite_check"``)."""
+    from selfaug_compiler.judges.labels import label_set
+
+    metas = [load_meta(r.get("meta")) for r in rows]
+    labels = label_set(m.get("gold_response") for m in metas) if params.get("answer_type") == "choice" else None
     out = []
-    for r in rows:
-        meta = load_meta(r.get("meta"))
+    for r, meta in zip(rows, metas):
         ok, why = check_rewrite(r.get("response") or "", meta.get("gold_response", ""), meta.get("gold"),
                                 leak_phrases=list(params.get("leak_phrases") or []),
                                 check_final_number=bool(params.get("check_final_number", True)),
-                                answer_type=params.get("answer_type", "text"))
+                                answer_type=params.get("answer_type", "text"), labels=labels)
         meta["judge_step_id"] = step_id
         out.append({**r, "judge_name": "sdft_rewrite_check", "judge_verdict": "pass" if ok else "fail",
                     "judge_score": 1.0 if ok else 0.0, "judge_raw": json.dumps(why), "meta": dump(meta)})

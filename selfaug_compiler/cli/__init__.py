@@ -23,9 +23,9 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from selfaug_compiler.cli import data_cmds, eval_cmds, recipe_cmds, run_cmds
+    from selfaug_compiler.cli import data_cmds, eval_cmds, recipe_cmds, run_cmds, study_cmds
 
-    for module in (recipe_cmds, data_cmds, run_cmds, eval_cmds):
+    for module in (recipe_cmds, data_cmds, run_cmds, eval_cmds, study_cmds):
         module.register(app)
 
 

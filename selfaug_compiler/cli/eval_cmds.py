@@ -69,7 +69,7 @@ def eval_command(
 ) -> None:
     """Evaluate MODEL on benchmarks (scores equal lm-evaluation-harness's at the same dtype)."""
     _check_choice(dtype, DTYPES, "--dtype")
-    _check_choice(fmt, ("text", "json"), "--format")
+    _check_choice(fmt, ("text", "json", "markdown"), "--format")
     if limit is not None and limit < 1:
         raise SelfaugError("--limit must be at least 1", field="--limit", found=str(limit))
     from selfaug_compiler.evaluate.core import LazyModel, evaluate_cached
@@ -106,12 +106,12 @@ def _print_eval_table(model: str, key: str, outcomes: list) -> None:
 
 def compare_command(
     runs: Annotated[List[str], typer.Argument(help="report.json files, run folders or run ids (first = reference)")],
-    fmt: Annotated[str, typer.Option("--format", help="text | json")] = "text",
+    fmt: Annotated[str, typer.Option("--format", help="text | json | markdown")] = "text",
     store: Annotated[Optional[str], typer.Option("--store", help="store file for run ids")] = None,
     seed: Annotated[int, typer.Option("--seed", help="bootstrap seed")] = 0,
 ) -> None:
     """Put several runs side by side and mark which differences are significant."""
-    _check_choice(fmt, ("text", "json"), "--format")
+    _check_choice(fmt, ("text", "json", "markdown"), "--format")
     if len(runs) < 2:
         raise SelfaugError("compare needs at least two runs", found=f"{len(runs)} run", expected="RUN RUN ...")
     from selfaug_compiler.report.compare import compare_reports, load_report
@@ -122,8 +122,11 @@ def compare_command(
         return
     from rich.console import Console
 
-    from selfaug_compiler.report.table import compare_table
+    from selfaug_compiler.report.table import compare_markdown, compare_table
 
+    if fmt == "markdown":
+        print(compare_markdown(comparison))
+        return
     Console().print(compare_table(comparison))
 
 

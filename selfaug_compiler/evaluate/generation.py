@@ -56,6 +56,11 @@ def judge(answer_type: str, output: str, item: GenItem) -> dict[str, Any]:
     if answer_type == "code":
         ok, reason = judge_code(output, item)
         return {"acc": float(ok), "pred": reason}
+    if answer_type == "choice":
+        from selfaug_compiler.judges.labels import extract_label
+
+        pred = extract_label(output, list(item.extra.get("labels") or [item.answer]))
+        return {"acc": float(pred is not None and pred.lower() == item.answer.lower()), "pred": pred}
     ok = _normalize_text(output) == _normalize_text(item.answer)
     return {"acc": float(ok), "pred": None}
 

@@ -24,7 +24,7 @@ FORMAT_VERSION = "selfaug-bench/1"
 MC_SCORER = "loglik/lm_eval-0.4"
 SPECIAL = {"heldout": "the task's held-out split (in-domain)",
            "style_retention": "free-form answers to general prompts, scored for drift into the task's style"}
-ANSWER_TYPES = ("number", "code", "text")
+ANSWER_TYPES = ("number", "code", "text", "choice")
 
 
 @dataclass
@@ -116,6 +116,18 @@ def subset(bench: Benchmark, limit: int | None, seed: int, max_new_tokens: int =
     items = select_subset(bench.items, limit, seed)
     settings = scoring_settings(bench.type, bench.answer_type, max_new_tokens)
     return Benchmark(bench.name, bench.type, bench.answer_type, items, bench.source, settings, len(bench.items))
+
+
+def replicate(bench: Benchmark, spec: dict[str, Any] | None) -> Benchmark:
+    """The same items in reversed order, scored in batches of ``spec["batch_size"]``: a second
+    evaluation of one model whose disagreement with the first is numerical noise only (padding
+    and batch composition change the low bits of bf16/fp32 kernels). ``spec`` goes into the
+    settings, so the replicate is cached apart from the benchmark itself."""
+    if not spec:
+        return bench
+    items = list(reversed(bench.items)) if spec.get("order", "reversed") == "reversed" else list(bench.items)
+    return Benchmark(bench.name, bench.type, bench.answer_type, items, bench.source,
+                     {**bench.settings, "replicate": dict(spec)}, bench.total)
 
 
 def _packaged(name: str, limit: int | None, seed: int, max_new_tokens: int) -> Benchmark:

@@ -25,7 +25,7 @@ from typing import Any
 from selfaug_compiler.errors import StepFailed
 from selfaug_compiler.evaluate.core import EvalOutcome, LazyModel, evaluate_cached, run_benchmark, summarize
 from selfaug_compiler.evaluate.items import GenItem
-from selfaug_compiler.evaluate.registry import Benchmark, load_benchmark, subset
+from selfaug_compiler.evaluate.registry import Benchmark, load_benchmark, replicate, subset
 from selfaug_compiler.runtime import StepContext, StepResult
 
 
@@ -67,6 +67,11 @@ def heldout_benchmark(ctx: StepContext) -> Benchmark:
     metas = [json.loads(r["meta"]) if r.get("meta") else {} for r in rows]
     golds = [m.get("gold", r["response"]) for m, r in zip(metas, rows)]
     answer_type = ctx.step.params.get("answer_type") or _infer_answer_type(golds)
+    labels = None
+    if answer_type == "choice":
+        from selfaug_compiler.judges.labels import label_set
+
+        labels = label_set(golds)
     items = []
     for row, meta, gold in zip(rows, metas, golds):
         tests = ""
@@ -76,7 +81,7 @@ def heldout_benchmark(ctx: StepContext) -> Benchmark:
             statements, setup = code_tests(meta)
             tests = "\n\n".join(p for p in [setup, *statements] if p)
         items.append(GenItem(str(row["key"]), row["prompt"], str(gold if gold is not None else ""), tests=tests,
-                             extra={"response": row["response"]}))
+                             extra={"response": row["response"], **({"labels": labels} if labels else {})}))
     bench = Benchmark("heldout", "generation", answer_type, items, ref)
     params = ctx.step.params
     return subset(bench, params.get("limit"), int(params.get("seed", 0)), int(params.get("max_new_tokens", 256)))
@@ -108,14 +113,20 @@ def score_with_gold_loss(loaded: Any, bench: Benchmark, *, batch_size: int = 16,
     return summarize(bench, items, {"gold_loss": sum(losses) / len(losses)}), items
 
 
+def eval_batch_size(ctx: StepContext) -> int:
+    """The replicate's own batch size (a content parameter), else the speed setting."""
+    spec = ctx.step.params.get("replicate") or {}
+    return int(spec.get("batch_size") or ctx.step.speed.get("eval_batch_size") or ctx.step.speed.get("batch_size") or 16)
+
+
 def execute(ctx: StepContext) -> StepResult:
     if ctx.step.params.get("benchmark") == "style_retention":  # answers scored against task markers
         from selfaug_compiler.evaluate import style_step
 
         return style_step.execute(ctx)
-    bench = step_benchmark(ctx)
+    bench = replicate(step_benchmark(ctx), ctx.step.params.get("replicate"))
     model = _model(ctx)
-    batch_size = int(ctx.step.speed.get("eval_batch_size") or ctx.step.speed.get("batch_size") or 16)
+    batch_size = eval_batch_size(ctx)
     scorer = score_with_gold_loss if bench.name == "heldout" else None
     outcome: EvalOutcome = evaluate_cached(model, bench, ctx.store, batch_size=batch_size, progress=ctx.progress,
                                            scorer=scorer)

@@ -140,10 +140,13 @@ def score_items(bench: Benchmark, answers: dict[str, dict[str, Any]], base: dict
 
 
 def execute(ctx: StepContext) -> StepResult:
-    from selfaug_compiler.evaluate.step import _model
+    from selfaug_compiler.evaluate.registry import replicate
+    from selfaug_compiler.evaluate.step import _model, eval_batch_size
 
     params = ctx.step.params
     max_new_tokens = int(params.get("max_new_tokens", 256))
+    rep = params.get("replicate")
+    # The base answers every score is measured against always come from the regular batch size.
     batch_size = int(ctx.step.speed.get("eval_batch_size") or ctx.step.speed.get("batch_size") or 16)
     items, total = prompt_items(params.get("limit"), int(params.get("seed", 0)))
     refs = task_datasets(ctx)
@@ -151,12 +154,14 @@ def execute(ctx: StepContext) -> StepResult:
     answers_bench = answers_benchmark(items, total, max_new_tokens)
     base_answers = answers_of(base, answers_bench, ctx, batch_size)
     markers = task_markers(ctx, refs, [base_answers[i.id]["output"] for i in items])
-    bench = style_benchmark(items, total, max_new_tokens, markers, base.key())
+    bench = replicate(style_benchmark(items, total, max_new_tokens, markers, base.key()), rep)
     hit = ctx.store.get_eval(model.key(), bench.fingerprint)
     if hit is not None:
         metrics, cached = hit[0], True
     else:
-        answers = base_answers if model.key() == base.key() else answers_of(model, answers_bench, ctx, batch_size)
+        reuse_base = model.key() == base.key() and not rep
+        answers = base_answers if reuse_base else answers_of(model, replicate(answers_bench, rep), ctx,
+                                                             eval_batch_size(ctx))
         rows = score_items(bench, answers, base_answers, markers)
         extra = {**rates(rows), "markers": [m.to_json() for m in markers], "task_datasets": refs,
                  "base_model_key": base.key(), "answers_fingerprint": answers_bench.fingerprint}

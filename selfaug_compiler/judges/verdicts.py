@@ -71,6 +71,20 @@ def judge_code(items: list[dict], timeout_s: float) -> list[Verdict]:
     return out
 
 
+def judge_choice(items: list[dict]) -> list[Verdict]:
+    """The reply's first label word against the gold label (labels: the golds of these items)."""
+    from selfaug_compiler.judges.labels import extract_label, label_set
+
+    labels = label_set(it.get("gold") or it.get("gold_text") for it in items)
+    out = []
+    for it in items:
+        want = str(it.get("gold") or it.get("gold_text") or "").strip()
+        got = extract_label(it["answer"], labels)
+        ok = got is not None and got.lower() == want.lower()
+        out.append(Verdict("choice", ok, 1.0 if ok else 0.0, json.dumps({"extracted": got, "gold": want})))
+    return out
+
+
 def judge_embedding(items: list[dict], threshold: float, embedder: Any = None) -> list[Verdict]:
     from selfaug_compiler.judges.embedding import Embedder
 
@@ -98,6 +112,8 @@ def judge_items(items: list[dict], judge: dict[str, Any], *, loaded: Any = None,
         return judge_numeric(items)
     if kind == "code_exec":
         return judge_code(items, timeout_s or judge.get("timeout_s", 5.0))
+    if kind == "choice":
+        return judge_choice(items)
     if kind == "embedding":
         return judge_embedding(items, float(judge.get("threshold", 0.8)))
     if kind == "model":

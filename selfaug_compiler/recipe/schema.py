@@ -97,7 +97,7 @@ class Greedy(Sampling):
 
 
 class JudgeSpec(Strict):
-    kind: Literal["numeric", "code_exec", "embedding", "model"] = "numeric"
+    kind: Literal["numeric", "code_exec", "choice", "embedding", "model"] = "numeric"
     threshold: float = Field(0.8, ge=-1.0, le=1.0, description="embedding similarity needed (embedding judge)")
     template: str = Field("prompts/judge.j2", description="prompt for the model-as-judge")
     timeout_s: float = speed_field(5.0, gt=0, description="per-sample limit for code execution")
@@ -115,6 +115,8 @@ class SaSftParams(Strict):
     """
 
     method: Literal["sa_sft"] = "sa_sft"
+    seed: int = Field(0, description="sampling seed of the generated data, apart from the recipe seed: runs that "
+                      "differ only in the recipe (training) seed share their generated data")
     n_dialogues: int | None = Field(None, ge=1)
     ratio: float = Field(0.5, gt=0.0, le=10.0)
     turns: int = Field(1, ge=1, le=8)
@@ -128,6 +130,8 @@ class S3ftParams(Strict):
     """S3FT: keep the model's own correct answer, else its paraphrase of gold, else gold."""
 
     method: Literal["s3ft"] = "s3ft"
+    seed: int = Field(0, description="sampling seed of the generated data, apart from the recipe seed: runs that "
+                      "differ only in the recipe (training) seed share their generated data")
     judge: JudgeSpec = JudgeSpec()
     answer: Greedy = Greedy()
     paraphrase: Greedy = Greedy()
@@ -139,6 +143,8 @@ class SdftParams(Strict):
     """SDFT: the seed model rewrites each gold answer; leaks and changed answers keep gold."""
 
     method: Literal["sdft"] = "sdft"
+    seed: int = Field(0, description="sampling seed of the generated data, apart from the recipe seed: runs that "
+                      "differ only in the recipe (training) seed share their generated data")
     sampling: Greedy = Greedy()
     template: str = "prompts/rewrite.j2"
     leak_phrases: list[str] = [
@@ -209,6 +215,8 @@ class EvalSpec(Strict):
     limit: int | None = Field(200, ge=1, description="items per benchmark, a fixed subset chosen by seed")
     max_new_tokens: int = Field(256, ge=1)
     seed: int = 0
+    noise_floor: bool = Field(False, description="score the base model a second time (reversed order, batch size 7): "
+                              "the share of items that flip between the two is the noise floor a drop must exceed")
 
 
 # ----------------------------------------------------------------------------- store, execution

@@ -25,13 +25,25 @@ class EvalEntry:
     stage: int  # 0 = before fine-tuning
     metrics: dict[str, Any]
     items: dict[str, float] = field(default_factory=dict)  # item id -> acc
+    role: str = "score"  # "noise": a second scoring of the base model (the noise floor)
 
 
 def items_by_id(rows: list[dict[str, Any]], metric: str = "acc") -> dict[str, float]:
     return {str(r["id"]): float(r[metric]) for r in rows if metric in r and r[metric] is not None}
 
 
-def _benchmark_row(name: str, entries: list[EvalEntry], seed: int) -> dict[str, Any]:
+def noise_floor(base: dict[str, float], again: dict[str, float]) -> dict[str, Any] | None:
+    """How far a second scoring of the same model moves: the items whose score flipped (in
+    points: the largest Δ numerics alone could produce) and the Δ between the two scorings."""
+    ids = [i for i in base if i in again]
+    if not ids:
+        return None
+    flips = sum(1 for i in ids if base[i] != again[i])
+    delta = 100 * (sum(again[i] for i in ids) - sum(base[i] for i in ids)) / len(ids)
+    return {"n": len(ids), "flips": flips, "flip_pts": 100 * flips / len(ids), "delta": delta}
+
+
+def _benchmark_row(name: str, entries: list[EvalEntry], seed: int, noise: EvalEntry | None = None) -> dict[str, Any]:
     by_stage = {e.stage: e for e in entries}
     stages = sorted(by_stage)
     first, last = by_stage[stages[0]], by_stage[stages[-1]]
@@ -51,6 +63,10 @@ def _benchmark_row(name: str, entries: list[EvalEntry], seed: int) -> dict[str, 
     else:
         row.update({"n": len(first.items), "before": _pct(first.metrics.get("acc")), "after": None, "delta": None,
                     "significant": False, "p_value": None})
+    if noise is not None and first.stage == 0:
+        row["noise"] = noise_floor(first.items, noise.items)
+        if row["noise"] is not None and row.get("delta") is not None:
+            row["beyond_noise"] = bool(row.get("significant")) and abs(row["delta"]) > row["noise"]["flip_pts"]
     return row
 
 
@@ -70,13 +86,18 @@ def build_report(entries: list[EvalEntry], *, title: str = "selfaug", seed: int 
     for e in entries:
         if e.benchmark not in names:
             names.append(e.benchmark)
-    rows = [_benchmark_row(n, [e for e in entries if e.benchmark == n], seed) for n in names]
+    noise = {e.benchmark: e for e in entries if e.role == "noise"}
+    scored = [e for e in entries if e.role != "noise"]
+    rows = [_benchmark_row(n, [e for e in scored if e.benchmark == n], seed, noise.get(n)) for n in names
+            if any(e.benchmark == n for e in scored)]
     rows.sort(key=lambda r: (CATEGORIES.index(r["category"]) if r["category"] in CATEGORIES else 9))
     retention = [r for r in rows if r["category"] == "retention"]
     in_domain = [r for r in rows if r["category"] == "in_domain"]
     summary = {
         "retention_mean_delta": _mean([r.get("delta") for r in retention]),
         "retention_significant_drops": sum(1 for r in retention if r.get("significant") and (r.get("delta") or 0) < 0),
+        "retention_drops_beyond_noise": (sum(1 for r in retention if r.get("beyond_noise") and (r.get("delta") or 0) < 0)
+                                         if any("noise" in r for r in retention) else None),
         "in_domain_gain": _mean([r.get("delta") for r in in_domain]),
         "continual_fg": _continual(retention),
     }

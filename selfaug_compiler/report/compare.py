@@ -42,7 +42,7 @@ def _report_of_run(run_id: str, store_path: str | None) -> str:
                        expected="a path to report.json, a run folder, or a run id (selfaug runs)", found=run_id)
 
 
-def _after_items(row: dict[str, Any]) -> dict[str, float]:
+def after_items(row: dict[str, Any]) -> dict[str, float]:
     by_stage = row.get("items", {}).get("by_stage", {})
     if not by_stage:
         return {}
@@ -75,7 +75,7 @@ def compare_reports(named: list[tuple[str, dict[str, Any]]], *, seed: int = 0) -
             cell = {"after": row.get("after"), "delta": row.get("delta"), "significant_vs_before": row.get("significant"),
                     "fingerprint": row.get("fingerprint"), "vs_reference": None}
             if ref is not None and row is not ref and row.get("fingerprint") == ref.get("fingerprint"):
-                a, b = _after_items(ref), _after_items(row)
+                a, b = after_items(ref), after_items(row)
                 if a and b:
                     cmp = compare_items(a, b, seed=seed)
                     cell["vs_reference"] = {"diff": cmp.delta, "p_value": cmp.p_value, "significant": cmp.significant,

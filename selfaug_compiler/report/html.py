@@ -11,7 +11,7 @@ import html
 import io
 from typing import Any
 
-from selfaug_compiler.report.table import fmt, significance_mark
+from selfaug_compiler.report.table import REPORT_COLUMNS, fmt, report_cells, row_kind, significance_mark, summary_parts
 
 
 def _png(fig: Any) -> str:
@@ -23,7 +23,7 @@ def _png(fig: Any) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _figure(width: float, height: float):
+def new_figure(width: float, height: float):
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -33,7 +33,7 @@ def _figure(width: float, height: float):
 
 
 def before_after_plot(rows: list[dict[str, Any]]) -> str:
-    fig, ax = _figure(max(5.0, 1.1 * len(rows) + 2), 3.6)
+    fig, ax = new_figure(max(5.0, 1.1 * len(rows) + 2), 3.6)
     xs = range(len(rows))
     before = [r.get("before") or 0 for r in rows]
     after = [r.get("after") or 0 for r in rows]
@@ -53,7 +53,7 @@ def before_after_plot(rows: list[dict[str, Any]]) -> str:
 
 
 def delta_plot(rows: list[dict[str, Any]]) -> str:
-    fig, ax = _figure(max(5.0, 0.9 * len(rows) + 2), 3.2)
+    fig, ax = new_figure(max(5.0, 0.9 * len(rows) + 2), 3.2)
     deltas = [r.get("delta") or 0 for r in rows]
     lows = [d - (r.get("ci_low") if r.get("ci_low") is not None else d) for d, r in zip(deltas, rows)]
     highs = [(r.get("ci_high") if r.get("ci_high") is not None else d) - d for d, r in zip(deltas, rows)]
@@ -67,7 +67,7 @@ def delta_plot(rows: list[dict[str, Any]]) -> str:
 
 
 def stage_plot(rows: list[dict[str, Any]]) -> str:
-    fig, ax = _figure(6.0, 3.6)
+    fig, ax = new_figure(6.0, 3.6)
     for r in rows:
         ax.plot(r["stages"], r["acc_by_stage"], marker="o", label=r["benchmark"])
     ax.set_xlabel("stage (0 = base model)")
@@ -78,16 +78,10 @@ def stage_plot(rows: list[dict[str, Any]]) -> str:
 
 
 def _table_html(report: dict[str, Any]) -> str:
-    head = ("benchmark", "kind", "n", "before", "after", "Δ pts", "rel. drop %", "norm. drop", "95% CI Δ", "p", "sig")
-    out = ["<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
+    out = ["<table><tr>" + "".join(f"<th>{h}</th>" for h in REPORT_COLUMNS) + "</tr>"]
     for r in report["benchmarks"]:
-        ci = f"[{fmt(r.get('ci_low'))}, {fmt(r.get('ci_high'))}]" if r.get("ci_low") is not None else "–"
-        p = r.get("p_value")
-        cls = "drop" if r.get("significant") and (r.get("delta") or 0) < 0 else ("gain" if r.get("significant") else "")
-        cells = (r["benchmark"], r["category"], r.get("n", ""), fmt(r.get("before")), fmt(r.get("after")),
-                 fmt(r.get("delta"), signed=True), fmt(r.get("relative_drop_pct")), fmt(r.get("normalized_drop"), 2),
-                 ci, "–" if p is None else f"{p:.3g}", significance_mark(r))
-        out.append(f"<tr class='{cls}'>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+        out.append(f"<tr class='{row_kind(r) or ''}'>" + "".join(f"<td>{html.escape(c)}</td>" for c in report_cells(r))
+                   + "</tr>")
     out.append("</table>")
     return "\n".join(out)
 
@@ -101,9 +95,7 @@ def render_html(report: dict[str, Any]) -> str:
         if any(len(r["stages"]) > 2 for r in rows):
             images.append(("Per-stage accuracy", stage_plot(rows)))
     s = report.get("summary", {})
-    summary = [f"Retention mean Δ: <b>{fmt(s.get('retention_mean_delta'), signed=True)}</b> points",
-               f"Significant retention drops: <b>{s.get('retention_significant_drops', 0)}</b>",
-               f"In-domain gain: <b>{fmt(s.get('in_domain_gain'), signed=True)}</b> points"]
+    summary = [html.escape(part) for part in summary_parts(s)]
     if s.get("continual_fg") is not None:
         summary.append(f"Continual forgetting FG: <b>{fmt(s['continual_fg'], 2)} %</b>")
     body = "\n".join(f"<h2>{html.escape(t)}</h2><img alt='{html.escape(t)}' src='data:image/png;base64,{b64}'>"

@@ -54,7 +54,8 @@ def _entry(ctx: StepContext, spec: dict[str, Any]) -> EvalEntry:
             stored_metrics, table = hit
             metrics = {**stored_metrics, **metrics}
             items = items_by_id(table.to_pylist())
-    return EvalEntry(spec["benchmark"], spec.get("category", "retention"), int(spec.get("stage", 0)), metrics, items)
+    return EvalEntry(spec["benchmark"], spec.get("category", "retention"), int(spec.get("stage", 0)), metrics, items,
+                     role=spec.get("role", "score"))
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -100,7 +101,8 @@ def execute(ctx: StepContext) -> StepResult:
         raise StepFailed(ctx.step.name, "the report step has no evaluation results as input")
     entries = [_entry(ctx, spec) for spec in specs]
     report = build_report(entries, title=params.get("title", ctx.plan.recipe_name), seed=int(params.get("seed", 0)),
-                          meta={"recipe_hash": ctx.plan.recipe_hash, "step_id": ctx.step.id})
+                          meta={"recipe_hash": ctx.plan.recipe_hash, "step_id": ctx.step.id,
+                                "stages": ctx.step.params.get("stages") or []})
     files = write_report(report, ctx.work_dir)
     return StepResult(metrics={"summary": report["summary"],
                                "benchmarks": {r["benchmark"]: {k: r.get(k) for k in ("before", "after", "delta",

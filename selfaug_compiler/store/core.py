@@ -207,6 +207,9 @@ class Store:
     def step_result(self, step_id: str) -> dict | None:
         return records.step_result(self.con, step_id)
 
+    def step_seconds(self, step_id: str) -> float | None:
+        return records.step_seconds(self.con, step_id)
+
     def put_artifact(self, step_id: str, kind: str, path: str, fingerprint: str, meta_json: Any = None) -> None:
         with self.transaction():
             records.put_artifact(self.con, step_id, kind, path, fingerprint, meta_json)

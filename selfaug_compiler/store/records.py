@@ -67,6 +67,14 @@ def step_result(con, step_id: str) -> dict | None:
     return json.loads(row[0][0]) if row else None
 
 
+def step_seconds(con, step_id: str) -> float | None:
+    """Wall seconds of the step id's first successful execution (what a cache hit saved)."""
+    row = con.execute(
+        "SELECT epoch(ended_at) - epoch(started_at) FROM step_runs WHERE step_id = ? AND status = 'done' "
+        "AND started_at IS NOT NULL AND ended_at IS NOT NULL ORDER BY recorded_at LIMIT 1", [step_id]).fetchall()
+    return float(row[0][0]) if row and row[0][0] is not None else None
+
+
 def put_artifact(con, step_id: str, kind: str, path: str, fingerprint: str, meta_json: Any) -> None:
     con.execute("INSERT OR REPLACE INTO artifacts VALUES (?, ?, ?, ?, ?, ?)",
                 [step_id, kind, str(path), fingerprint, _json(meta_json), _now()])

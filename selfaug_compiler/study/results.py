@@ -1,0 +1,103 @@
+"""A study's runs as tables: per arm and benchmark, Δ over seeds and tests against the reference.
+
+Everything here is computed from the runs' ``report.json`` files (per-item scores included), so
+the tables are regenerated exactly from a finished study without touching a model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from selfaug_compiler.evaluate.forgetting import compare_items
+from selfaug_compiler.report.compare import after_items
+
+
+@dataclass
+class Cell:
+    """One arm on one benchmark: a value per seed, each with its paired test."""
+
+    deltas: list[float | None] = field(default_factory=list)  # after - before, points
+    afters: list[float | None] = field(default_factory=list)
+    sig_drop: list[bool] = field(default_factory=list)  # significant drop vs before, beyond noise when measured
+    sig_gain: list[bool] = field(default_factory=list)
+    vs_ref: list[dict[str, Any] | None] = field(default_factory=list)  # paired test vs the reference, same seed
+
+    @property
+    def mean_delta(self) -> float | None:
+        vals = [d for d in self.deltas if d is not None]
+        return sum(vals) / len(vals) if vals else None
+
+    @property
+    def mean_after(self) -> float | None:
+        vals = [d for d in self.afters if d is not None]
+        return sum(vals) / len(vals) if vals else None
+
+
+@dataclass
+class ArmResult:
+    label: str
+    seeds: list[int]
+    cells: dict[str, Cell]
+    gold_loss: list[tuple[float | None, float | None]]  # (before, after) per seed, first in-domain benchmark
+    continual_fg: list[float | None]
+    compute_s: list[float]
+
+
+def _row(report: dict[str, Any], bench: str) -> dict[str, Any] | None:
+    return next((r for r in report["benchmarks"] if r["benchmark"] == bench), None)
+
+
+def benchmark_order(reports: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(benchmark, category) in first-seen order, in-domain first."""
+    seen: dict[str, str] = {}
+    for rep in reports:
+        for r in rep["benchmarks"]:
+            seen.setdefault(r["benchmark"], r["category"])
+    return sorted(seen.items(), key=lambda kv: (kv[1] != "in_domain",))
+
+
+def _drop_counts(row: dict[str, Any]) -> bool:
+    """A significant drop, and beyond the noise floor where one was measured."""
+    return bool(row.get("significant")) and (row.get("delta") or 0) < 0 and row.get("beyond_noise", True)
+
+
+def arm_results(runs: list[Any], reference: str, seed: int = 0) -> list[ArmResult]:
+    """Per arm (in study order): cells per benchmark over its seeds; ``runs`` are StudyRuns."""
+    reports = {(r.key.label, r.key.seed): r.report() for r in runs}
+    benches = benchmark_order(list(reports.values()))
+    labels = list(dict.fromkeys(r.key.label for r in runs))
+    out = []
+    for label in labels:
+        mine = [r for r in runs if r.key.label == label]
+        cells: dict[str, Cell] = {b: Cell() for b, _ in benches}
+        gold_loss, fg = [], []
+        for run in mine:
+            rep, ref = reports[(label, run.key.seed)], reports.get((reference, run.key.seed))
+            for bench, _ in benches:
+                row, cell = _row(rep, bench), cells[bench]
+                cell.deltas.append(row.get("delta") if row else None)
+                cell.afters.append(row.get("after") if row else None)
+                cell.sig_drop.append(bool(row) and _drop_counts(row))
+                cell.sig_gain.append(bool(row) and bool(row.get("significant")) and (row.get("delta") or 0) > 0)
+                cell.vs_ref.append(_vs_reference(row, _row(ref, bench) if ref and label != reference else None, seed))
+            loss_row = next((r for r in rep["benchmarks"] if r.get("gold_loss_before") is not None), None)
+            gold_loss.append((loss_row["gold_loss_before"], loss_row["gold_loss_after"]) if loss_row else (None, None))
+            fg.append(rep.get("summary", {}).get("continual_fg"))
+        out.append(ArmResult(label, [r.key.seed for r in mine], cells, gold_loss, fg, [r.compute_s for r in mine]))
+    return out
+
+
+def _vs_reference(row: dict[str, Any] | None, ref_row: dict[str, Any] | None, seed: int) -> dict[str, Any] | None:
+    if not row or not ref_row or row.get("fingerprint") != ref_row.get("fingerprint"):
+        return None
+    a, b = after_items(ref_row), after_items(row)
+    if not a or not b:
+        return None
+    cmp = compare_items(a, b, seed=seed)
+    return {"diff": cmp.delta, "p_value": cmp.p_value, "significant": cmp.significant}
+
+
+def noise_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The noise floor each benchmark of a report measured (base model scored twice)."""
+    return [{"benchmark": r["benchmark"], **r["noise"]} for r in report["benchmarks"] if r.get("noise")]

@@ -1,0 +1,81 @@
+"""Run every (arm, seed) of a study through the ordinary runner, into one shared store.
+
+Each run is exactly ``selfaug run RECIPE --set seed=N --store STORE``: the same checks, plan,
+cache and run records. A finished run is a cache hit next time, so an interrupted study
+resumes where it stopped and a finished one re-renders its results in seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from selfaug_compiler.errors import SelfaugError
+from selfaug_compiler.study.spec import RunKey, Study
+
+
+@dataclass
+class StudyRun:
+    key: RunKey
+    recipe: Path
+    report_json: Path
+    step_seconds: dict[str, float]  # step id -> wall seconds of its first execution
+    ran_s: float  # seconds spent by this invocation (0 when every step was cached)
+
+    @property
+    def compute_s(self) -> float:
+        """What this run costs from an empty store (shared steps counted in full)."""
+        return sum(self.step_seconds.values())
+
+    def report(self) -> dict[str, Any]:
+        return json.loads(self.report_json.read_text(encoding="utf-8"))
+
+
+def plan_run(study: Study, key: RunKey):
+    """(plan, recipe folder) of one run: the arm's recipe with ``seed`` overridden."""
+    from selfaug_compiler.compile.checks import check_recipe
+    from selfaug_compiler.compile.planner import build_plan
+    from selfaug_compiler.recipe.loader import load_recipe
+
+    loaded = load_recipe(study.recipe_of(key.label), [f"seed={key.seed}"])
+    checked = check_recipe(loaded)
+    if not checked.ok:
+        raise SelfaugError(problems=checked.errors)
+    return build_plan(loaded), loaded.base_dir.resolve()
+
+
+def run_study(study: Study, store_path: Path, *, echo: Callable[[str], None] = print,
+              dry_run: bool = False) -> list[StudyRun]:
+    from selfaug_compiler.runner import Runner, select_steps
+    from selfaug_compiler.store import open_store
+
+    keys = study.runs()
+    plans = {key: plan_run(study, key) for key in keys}  # every recipe checked before any model work
+    runs: list[StudyRun] = []
+    started = time.monotonic()
+    for n, key in enumerate(keys, 1):
+        plan, recipe_dir = plans[key]
+        runner = Runner(plan, store_path=store_path, recipe_dir=recipe_dir, echo=echo)
+        steps = select_steps(plan)
+        if dry_run:
+            todo = [o.step.name for o in runner.status(steps) if o.status != "cached"]
+            echo(f"[{n}/{len(keys)}] {key}: " + (f"{len(todo)} step(s) to run" if todo else "cached"))
+            continue
+        echo(f"== [{n}/{len(keys)}] {key} ({study.recipe_of(key.label).name}, seed {key.seed}); "
+             f"study time so far {_minutes(time.monotonic() - started)}")
+        summary = runner.run(steps)
+        report = summary.result_of("report")
+        if report is None or not report.files.get("report_json"):
+            raise SelfaugError(f"run {key} produced no report", hint="run it alone with `selfaug run` to see why")
+        with open_store(store_path, read_only=True) as store:
+            seconds = {step.id: store.step_seconds(step.id) or 0.0 for step in plan.steps}
+        runs.append(StudyRun(key, study.recipe_of(key.label), Path(report.files["report_json"]), seconds,
+                             sum(o.seconds for o in summary.ran)))
+    return runs
+
+
+def _minutes(seconds: float) -> str:
+    return f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
