@@ -38,7 +38,7 @@ def test_cheap_commands_stay_light(args: list[str], code: int) -> None:
 
 def test_compile_and_plan_diff_stay_light(tmp_path: Path) -> None:
     for name in ("a", "b"):
-        proc = run(["compile", "recipes/sdft.yaml", "-o", str(tmp_path / name), "--set", f"seed={len(name) + ord(name)}"])
+        proc = run(["compile", "recipes/sdft.yaml", "-o", str(tmp_path / name), "--set", f"augment.seed={len(name) + ord(name)}"])
         assert proc.returncode == 0 and proc.stdout.strip().endswith("exit 0"), proc.stderr
     proc = run(["plan", "diff", str(tmp_path / "a"), str(tmp_path / "b")])
     assert proc.returncode == 0 and "~ generate.rewrite" in proc.stdout, proc.stderr

@@ -20,7 +20,7 @@ def study_run_command(
 ) -> None:
     """Run each (arm, seed) like `selfaug run` into one store (cached steps are reused, an
     interrupted study resumes), then rewrite the generated section of the results file."""
-    from selfaug_compiler.study.publish import results_section
+    from selfaug_compiler.study.publish import first_seed_comparison, results_section
     from selfaug_compiler.study.run import run_study
     from selfaug_compiler.study.spec import load_study
     from selfaug_compiler.study.markdown import replace_section
@@ -38,6 +38,13 @@ def study_run_command(
     target = target.resolve()
     section = results_section(study, runs, target, time.monotonic() - started)
     replace_section(target, section, title=f"Results: {study.spec.name}")
+    comparison = first_seed_comparison(study, runs)
+    if comparison is not None:
+        from rich.console import Console
+
+        from selfaug_compiler.report.table import compare_table
+
+        Console().print(compare_table(comparison))
     typer.echo(f"study {study.spec.name}: {len(runs)} run(s); results written to {target}")
 
 

@@ -43,14 +43,12 @@ def results_section(study: Study, runs: list[StudyRun], results_path: Path, stud
         out.append(f"\n![Δ per benchmark and arm]({_rel(plot, results_path.parent)})\n")
     out.append(_arm_notes(study))
 
-    seed0 = [r for r in single if r.key.seed == min(x.key.seed for x in single)] if single else []
-    if len(seed0) >= 2:
-        named = [(r.key.label, dict(r.report(), title=r.key.label)) for r in seed0]
-        ref_first = sorted(named, key=lambda kv: kv[0] != spec.reference)
-        out.append(f"\n### `selfaug compare`, seed {seed0[0].key.seed}\n")
+    comparison = first_seed_comparison(study, single)
+    if comparison is not None:
+        out.append(f"\n### `selfaug compare`, seed {min(r.key.seed for r in single)}\n")
         out.append("after (Δ vs before, ▼▲ significant vs before); *±k* = differs significantly from "
                    f"`{spec.reference}` by k points on the same items.\n")
-        out.append(compare_markdown(compare_reports(ref_first)))
+        out.append(compare_markdown(comparison))
 
     noise = next((noise_rows(r.report()) for r in runs if noise_rows(r.report())), [])
     if noise:
@@ -74,6 +72,18 @@ def results_section(study: Study, runs: list[StudyRun], results_path: Path, stud
     out.append(_reproduce(study, results_path))
     out.append(_times(runs, study_wall_s))
     return "\n".join(out)
+
+
+def first_seed_comparison(study: Study, runs: list[StudyRun]) -> dict[str, Any] | None:
+    """`selfaug compare` of the single-stage arms on their first seed, the reference first."""
+    single = [r for r in runs if not _is_continual(r.report())]
+    if not single:
+        return None
+    seed = min(r.key.seed for r in single)
+    named = [(r.key.label, dict(r.report(), title=r.key.label)) for r in single if r.key.seed == seed]
+    if len(named) < 2:
+        return None
+    return compare_reports(sorted(named, key=lambda kv: kv[0] != study.spec.reference))
 
 
 def _is_continual(report: dict[str, Any]) -> bool:
