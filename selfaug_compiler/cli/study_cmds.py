@@ -13,7 +13,7 @@ study_app = typer.Typer(help="Run a study (several recipes x seeds) and publish 
 
 @study_app.command("run")
 def study_run_command(
-    study_file: Path = typer.Argument(..., help="study .yaml (e.g. recipes/lab/study.yaml)"),
+    study_file: Path = typer.Argument(..., help="study .yaml (e.g. studies/lab.yaml)"),
     store: Optional[Path] = typer.Option(None, "--store", help="store file (default: the study's `store`)"),
     results: Optional[Path] = typer.Option(None, "--results", help="Markdown file to write (default: the study's `results`)"),
     dry_run: bool = typer.Option(False, "--dry-run", help="list each run as cached or to run, run nothing"),

@@ -93,7 +93,7 @@ def _is_continual(report: dict[str, Any]) -> bool:
 def _arm_notes(study: Study) -> str:
     lines = ["\n| arm | recipe | what changes |", "|---|---|---|"]
     for arm in study.spec.arms:
-        lines.append(f"| {arm.label} | `recipes/lab/{arm.recipe}` | {arm.note or ''} |")
+        lines.append(f"| {arm.label} | `{_rel(study.resolve(arm.recipe), study.folder.parent)}` | {arm.note or ''} |")
     return "\n".join(lines)
 
 

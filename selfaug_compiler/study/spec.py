@@ -1,13 +1,13 @@
 """A study file: several recipes ("arms") run with several seeds into one store, then compared.
 
     name: forgetting-lab
-    store: ../../.selfaug/lab.duckdb   # relative to the study file
+    store: ../.selfaug/lab.duckdb      # relative to the study file
     reference: sft                     # the arm every other arm is tested against
     seeds: [0, 1]                      # recipe seeds (training order, LoRA init, mixing)
     arms:
-      - {label: sft, recipe: sft.yaml}
-      - {label: continual, recipe: continual.yaml, seeds: [0]}
-    results: ../../docs/results.md     # the generated section of this file is replaced
+      - {label: sft, recipe: ../recipes/lab/sft.yaml}
+      - {label: continual, recipe: ../recipes/lab/continual.yaml, seeds: [0]}
+    results: ../docs/results.md        # the generated section of this file is replaced
 
 Arms share every cached step through the store: the base model is evaluated once, and
 generated data (seeded by the method's own ``augment.seed``) is reused across recipe seeds.
@@ -89,7 +89,7 @@ def load_study(path: Path) -> Study:
     import yaml
 
     if not path.is_file():
-        raise SelfaugError(f"no study file at {path}", file=str(path), hint="pass a study .yaml, e.g. recipes/lab/study.yaml")
+        raise SelfaugError(f"no study file at {path}", file=str(path), hint="pass a study .yaml, e.g. studies/lab.yaml")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
