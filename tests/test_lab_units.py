@@ -195,3 +195,47 @@ def test_compare_markdown_has_a_row_per_run():
     lines = text.splitlines()
     assert lines[0] == "| run | style (before 100.0) |" and len(lines) == 4
     assert lines[2].startswith("| sft | 25.0 (-75.0▼)") and "*+75*" in lines[3]
+
+
+def _fake_run(tmp_path, label, seed, style_after, stages=1):
+    """A StudyRun whose report.json comes from build_report on made-up per-item scores."""
+    from selfaug_compiler.study.run import StudyRun
+
+    base = {str(i): float(i < 80) for i in range(100)}
+    noise = dict(base, **{"0": 0.0, "81": 1.0})
+    entries = [EvalEntry("style_retention", "retention", 0, {"acc": 0.8, "fingerprint": "fs"}, base),
+               EvalEntry("style_retention", "retention", 0, {"acc": 0.8, "fingerprint": "fs"}, noise, role="noise"),
+               EvalEntry("heldout", "in_domain", 0, {"acc": 0.5, "gold_loss": 3.0, "fingerprint": "fh"},
+                         {str(i): float(i % 2) for i in range(20)})]
+    for stage in range(1, stages + 1):
+        after = {str(i): float(i < style_after - 5 * (stage - 1)) for i in range(100)}
+        entries.append(EvalEntry("style_retention", "retention", stage, {"acc": 0.5, "fingerprint": "fs"}, after))
+    entries.append(EvalEntry("heldout", "in_domain", stages, {"acc": 0.9, "gold_loss": 0.2, "fingerprint": "fh"},
+                             {str(i): float(i < 18) for i in range(20)}))
+    report = build_report(entries, title=label, meta={"stages": ["a", "b", "c"][:stages]})
+    path = tmp_path / f"{label}-{seed}" / "report.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(report))
+    return StudyRun(RunKey(label, seed), Path("r.yaml"), path, {f"{label}-train-{seed}": 60.0, "base-eval": 30.0}, 0.0)
+
+
+def test_results_section_from_reports(tmp_path):
+    from selfaug_compiler.study.publish import results_section
+    from selfaug_compiler.study.spec import ArmSpec, Study, StudySpec
+
+    spec = StudySpec(name="t", reference="sft", arms=[ArmSpec(label="sft", recipe="a.yaml"),
+                                                       ArmSpec(label="remedy", recipe="b.yaml"),
+                                                       ArmSpec(label="cont", recipe="c.yaml", seeds=[0])])
+    study = Study(spec, tmp_path / "studies" / "s.yaml")
+    runs = [_fake_run(tmp_path, "sft", s, 40) for s in (0, 1)] + [_fake_run(tmp_path, "remedy", s, 79) for s in (0, 1)]
+    runs.append(_fake_run(tmp_path, "cont", 0, 60, stages=3))
+    text = results_section(study, runs, tmp_path / "docs" / "results.md", 125.0)
+    sft_row = next(line for line in text.splitlines() if line.startswith("| **sft** |"))
+    remedy_row = next(line for line in text.splitlines() if line.startswith("| remedy |"))
+    assert "-40.0 (-40▼ / -40▼)" in sft_row and "| 1 / 1 |" in sft_row  # one drop beyond noise per seed
+    assert "-1.0 (-1 / -1) ⬆2" in remedy_row  # better than the reference in both seeds
+    assert "| style_retention | 100 | 2 | 2.0 | +0.0 |" in text  # the noise floor table
+    assert "| cont |" in text and "## Continual sequence" in text
+    assert (tmp_path / "docs" / "results_files" / "deltas.png").stat().st_size > 1000
+    assert (tmp_path / "docs" / "results_files" / "continual_style.png").is_file()
+    assert "**5.5 min**. This invocation took 2.1 min." in text  # 5 train steps of 1 min + the shared eval once

@@ -43,7 +43,7 @@ def _vs_ref(cell: Cell) -> str:
 
 def methods_table(arms: list[ArmResult], benches: list[tuple[str, str]], reference: str) -> str:
     head = ["arm", "seeds"] + [f"{b} Δ" + (" (in-domain)" if c == "in_domain" else "") for b, c in benches]
-    head += ["gold loss after", "compute / run"]
+    head += ["retention mean Δ", "drops", "gold loss after", "compute / run"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for arm in arms:
         cells = [f"**{arm.label}**" if arm.label == reference else arm.label, ",".join(map(str, arm.seeds))]
@@ -51,6 +51,9 @@ def methods_table(arms: list[ArmResult], benches: list[tuple[str, str]], referen
             cell = arm.cells[bench]
             mean = cell.mean_delta
             cells.append("–" if mean is None else f"{mean:+.1f} ({_seed_marks(cell)}){_vs_ref(cell)}")
+        means = [m for m in arm.retention_mean if m is not None]
+        cells.append(f"{sum(means) / len(means):+.1f}" if means else "–")
+        cells.append(" / ".join("–" if d is None else str(d) for d in arm.drops) or "–")
         losses = [after for _, after in arm.gold_loss if after is not None]
         cells.append(fmt(sum(losses) / len(losses), 2) if losses else "–")
         cells.append(f"{sum(arm.compute_s) / len(arm.compute_s) / 60:.1f} min" if arm.compute_s else "–")

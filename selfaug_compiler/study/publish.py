@@ -35,7 +35,9 @@ def results_section(study: Study, runs: list[StudyRun], results_path: Path, stud
     out.append("Cells: mean Δ accuracy (after − before, points) over the seeds, then each seed's Δ; ▼ = a "
                "significant drop on that seed (paired McNemar p < 0.05 over items *and* larger than the noise "
                "floor), ▲ = a significant gain; ⬆k / ⬇k = better / worse than the reference arm "
-               f"(`{spec.reference}`, same seed, paired test on the same items) in k seeds.\n")
+               f"(`{spec.reference}`, same seed, paired test on the same items) in k seeds. *drops*: per seed, the "
+               "retention benchmarks with a significant drop beyond the noise floor. *gold loss after*: the "
+               "held-out gold replies' loss after fine-tuning (nats/token).\n")
     if arms:
         out.append(f"Base model: {md.before_row([reports[a.label][0] for a in arms], benches)}.\n")
         out.append(md.methods_table(arms, benches, spec.reference))
@@ -117,8 +119,8 @@ def _times(runs: list[StudyRun], study_wall_s: float | None) -> str:
     for run in runs:
         lines.append(f"| {run.key} | {run.compute_s / 60:.1f} min | {run.ran_s / 60:.1f} min |")
         seen.update(run.step_seconds)
-    lines.append(f"\nEvery distinct step once (the study from an empty store, shared steps counted once): "
-                 f"**{sum(seen.values()) / 60:.1f} min**.")
+    total = (f"\nEvery distinct step once (the study from an empty store, shared steps counted once): "
+             f"**{sum(seen.values()) / 60:.1f} min**.")
     if study_wall_s is not None:
-        lines.append(f" This invocation took {study_wall_s / 60:.1f} min.")
-    return "\n".join(lines)
+        total += f" This invocation took {study_wall_s / 60:.1f} min."
+    return "\n".join([*lines, total])

@@ -42,6 +42,8 @@ class ArmResult:
     gold_loss: list[tuple[float | None, float | None]]  # (before, after) per seed, first in-domain benchmark
     continual_fg: list[float | None]
     compute_s: list[float]
+    retention_mean: list[float | None] = field(default_factory=list)  # mean Δ over retention benchmarks
+    drops: list[int | None] = field(default_factory=list)  # significant drops (beyond noise where measured)
 
 
 def _row(report: dict[str, Any], bench: str) -> dict[str, Any] | None:
@@ -84,7 +86,11 @@ def arm_results(runs: list[Any], reference: str, seed: int = 0) -> list[ArmResul
             loss_row = next((r for r in rep["benchmarks"] if r.get("gold_loss_before") is not None), None)
             gold_loss.append((loss_row["gold_loss_before"], loss_row["gold_loss_after"]) if loss_row else (None, None))
             fg.append(rep.get("summary", {}).get("continual_fg"))
-        out.append(ArmResult(label, [r.key.seed for r in mine], cells, gold_loss, fg, [r.compute_s for r in mine]))
+        summaries = [reports[(label, r.key.seed)].get("summary", {}) for r in mine]
+        out.append(ArmResult(label, [r.key.seed for r in mine], cells, gold_loss, fg, [r.compute_s for r in mine],
+                             [s.get("retention_mean_delta") for s in summaries],
+                             [s.get("retention_drops_beyond_noise", s.get("retention_significant_drops"))
+                              for s in summaries]))
     return out
 
 
