@@ -247,7 +247,7 @@ class Runner:
             result = self._execute(step, inputs, work_dir)
         except KeyboardInterrupt:
             self._record_failure(run_id, step, started, "interrupted", "interrupted by the user")
-            self.echo(f"{counter} {step.name}: interrupted; `selfaug run` again resumes here")
+            self.echo(f"{counter} {step.name}: interrupted; the same command again resumes here")
             raise
         except SelfaugError as exc:
             self._record_failure(run_id, step, started, "failed", exc.render())
