@@ -80,7 +80,7 @@ def noise_table(rows: list[dict[str, Any]]) -> str:
 
 def continual_table(arms: list[ArmResult], reports: dict[str, list[dict[str, Any]]]) -> str:
     """Per continual arm: FG per seed and retention accuracy after each stage (first seed)."""
-    lines = ["| arm | FG per seed (%) | retention accuracy by stage (seed " + "first) |", "|---|---|---|"]
+    lines = ["| arm | FG per seed (%) | retention accuracy after each stage (0 = base; first seed) |", "|---|---|---|"]
     for arm in arms:
         if not any(fg is not None for fg in arm.continual_fg):
             continue
