@@ -75,6 +75,13 @@ def forgetting_table(report: dict[str, Any]):
     return table
 
 
+def _change_mark(cell: dict[str, Any]) -> str:
+    """▼ / ▲ for a run's significant change against its own before-score."""
+    if not cell.get("significant_vs_before"):
+        return ""
+    return "▼" if (cell.get("delta") or 0) < 0 else "▲"
+
+
 def compare_table(comparison: dict[str, Any]):
     """Runs side by side: after-score (Δ vs its own before) per run; marks vs the first run."""
     from rich.table import Table
@@ -94,9 +101,10 @@ def compare_table(comparison: dict[str, Any]):
             mark = ""
             if cell.get("vs_reference") and cell["vs_reference"].get("significant"):
                 mark = " *"
-            cells.append(f"{fmt(cell.get('after'))} ({fmt(cell.get('delta'), signed=True)}){mark}")
+            cells.append(f"{fmt(cell.get('after'))} ({fmt(cell.get('delta'), signed=True)}{_change_mark(cell)}){mark}")
         table.add_row(*cells)
-    table.caption = "after (Δ vs before); * = differs from the reference run (paired test on the same items, p<.05)"
+    table.caption = ("after (Δ vs before; ▼/▲ significant vs before); * = differs from the reference run "
+                     "(paired test on the same items, p<.05)")
     return table
 
 
@@ -114,11 +122,8 @@ def compare_markdown(comparison: dict[str, Any]) -> str:
             if cell is None:
                 cells.append("–")
                 continue
-            change = ""
-            if cell.get("significant_vs_before"):
-                change = "▼" if (cell.get("delta") or 0) < 0 else "▲"
             vs = cell.get("vs_reference") or {}
             mark = f" *{vs['diff']:+.0f}* " if vs.get("significant") else ""
-            cells.append(f"{fmt(cell.get('after'))} ({fmt(cell.get('delta'), signed=True)}{change}){mark}".strip())
+            cells.append(f"{fmt(cell.get('after'))} ({fmt(cell.get('delta'), signed=True)}{_change_mark(cell)}){mark}".strip())
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
