@@ -59,5 +59,6 @@ def test_tiny_study_runs_publishes_and_reruns_from_cache(tmp_path, capsys):
 
     assert main(["study", "run", str(folder / "study.yaml")]) == 0
     again = capsys.readouterr().out
-    assert again.count("0 step(s) ran") == 4
+    assert ": running (" not in again and "done in" not in again  # every step of every run came from the store
+    assert again.count(": cached (") >= 4 * 10
     assert results.read_text().count(BEGIN) == 1
