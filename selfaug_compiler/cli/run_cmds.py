@@ -31,15 +31,9 @@ def _plan_from_target(target: Path, overrides: list[str]):
         if plan.recipe_path:
             recipe_dir = (plan_file.parent / plan.recipe_path).parent
         return plan, recipe_dir.resolve(), plan.meta.get("store")
-    from selfaug_compiler.compile.checks import check_recipe
-    from selfaug_compiler.compile.planner import build_plan
-    from selfaug_compiler.recipe.loader import load_recipe
+    from selfaug_compiler.compile.planner import plan_checked_recipe
 
-    loaded = load_recipe(target, overrides)
-    report = check_recipe(loaded)  # the same checks as `selfaug validate`, before any model work
-    if not report.ok:
-        raise SelfaugError(problems=report.errors)
-    plan = build_plan(loaded)
+    plan, loaded = plan_checked_recipe(target, overrides)
     return plan, loaded.base_dir.resolve(), loaded.recipe.store.path
 
 

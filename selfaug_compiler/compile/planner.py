@@ -15,7 +15,7 @@ from typing import Any
 from selfaug_compiler.compile.fingerprints import model_param, source_fingerprint
 from selfaug_compiler.compile.templates import resolve_template, template_hash
 from selfaug_compiler.plan import Plan, Step, canonical_json, sha256_hex
-from selfaug_compiler.recipe.loader import LoadedRecipe
+from selfaug_compiler.recipe.loader import LoadedRecipe, load_recipe
 from selfaug_compiler.recipe.schema import FieldMap, Recipe, ReplayParams, StageSpec, TaskSpec, content_view
 
 STYLE_RETENTION = "style_retention"  # evaluate/style_step.py: needs the tasks' ingest steps
@@ -226,3 +226,16 @@ def build_plan(loaded: LoadedRecipe, out_dir: Path | None = None) -> Plan:
     else:
         plan.recipe_path = str(loaded.path)
     return plan
+
+
+def plan_checked_recipe(path: Path, overrides: list[str]) -> tuple[Plan, LoadedRecipe]:
+    """Load a recipe, run every `selfaug validate` check on it (a failure raises SelfaugError,
+    before any model work) and plan it."""
+    from selfaug_compiler.compile.checks import check_recipe
+    from selfaug_compiler.errors import SelfaugError
+
+    loaded = load_recipe(path, overrides)
+    report = check_recipe(loaded)
+    if not report.ok:
+        raise SelfaugError(problems=report.errors)
+    return build_plan(loaded), loaded

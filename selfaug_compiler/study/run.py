@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -24,6 +24,7 @@ class StudyRun:
     report_json: Path
     step_seconds: dict[str, float]  # step id -> wall seconds of its first execution
     ran_s: float  # seconds spent by this invocation (0 when every step was cached)
+    _report: dict[str, Any] | None = field(default=None, repr=False)
 
     @property
     def compute_s(self) -> float:
@@ -31,20 +32,18 @@ class StudyRun:
         return sum(self.step_seconds.values())
 
     def report(self) -> dict[str, Any]:
-        return json.loads(self.report_json.read_text(encoding="utf-8"))
+        """The run's report.json, read once."""
+        if self._report is None:
+            self._report = json.loads(self.report_json.read_text(encoding="utf-8"))
+        return self._report
 
 
 def plan_run(study: Study, key: RunKey):
     """(plan, recipe folder) of one run: the arm's recipe with ``seed`` overridden."""
-    from selfaug_compiler.compile.checks import check_recipe
-    from selfaug_compiler.compile.planner import build_plan
-    from selfaug_compiler.recipe.loader import load_recipe
+    from selfaug_compiler.compile.planner import plan_checked_recipe
 
-    loaded = load_recipe(study.recipe_of(key.label), [f"seed={key.seed}"])
-    checked = check_recipe(loaded)
-    if not checked.ok:
-        raise SelfaugError(problems=checked.errors)
-    return build_plan(loaded), loaded.base_dir.resolve()
+    plan, loaded = plan_checked_recipe(study.recipe_of(key.label), [f"seed={key.seed}"])
+    return plan, loaded.base_dir.resolve()
 
 
 def run_study(study: Study, store_path: Path, *, echo: Callable[[str], None] = print,
