@@ -15,7 +15,8 @@ from typing import Any
 
 from selfaug_compiler.compile import data_sample, model_checks
 from selfaug_compiler.compile.budget import estimate_budget
-from selfaug_compiler.compile.known_benchmarks import SPECIAL, TASK_SOURCES, known_benchmarks, known_names
+from selfaug_compiler.compile.benchmark_checks import check_benchmarks
+from selfaug_compiler.compile.known_benchmarks import installed_task_sources
 from selfaug_compiler.compile.model_info import ModelInfo
 from selfaug_compiler.compile.templates import render_template, resolve_template, template_context
 from selfaug_compiler.errors import Problem
@@ -111,7 +112,7 @@ class Checker:
         return rows
 
     def _check_packaged_source(self, source: PackagedSource, fields: FieldMap, at: tuple[Any, ...]) -> list[dict[str, Any]]:
-        available = sorted(n for n in known_benchmarks() if n in TASK_SOURCES)
+        available = sorted(installed_task_sources())
         if source.name not in available:
             close = suggest(source.name, available)
             self.add(at + ("source", "name"), f"no packaged dataset `{source.name}`",
@@ -192,19 +193,7 @@ class Checker:
 
     # ------------------------------------------------------------------ eval, model
     def check_eval(self, stages: list[StageSpec]) -> None:
-        spec = self.recipe.eval
-        custom = {c.name for c in spec.custom}
-        names = sorted(set(known_names()) | custom)
-        for section in ("retention", "in_domain"):
-            for j, name in enumerate(getattr(spec, section)):
-                if name in custom or name in known_benchmarks() or name in SPECIAL:
-                    continue
-                close = suggest(name, names)
-                self.add(("eval", section, j), f"unknown benchmark `{name}`", expected="one of: " + ", ".join(names),
-                         found=name, hint=f"did you mean `{close}`?" if close else "or declare it under eval.custom")
-        for j, bench in enumerate(spec.custom):
-            if not (self.loaded.base_dir / bench.path).is_file():
-                self.add(("eval", "custom", j, "path"), f"benchmark file `{bench.path}` does not exist", found=bench.path)
+        check_benchmarks(self)  # compile/benchmark_checks.py: names, custom files, lm_eval tasks
 
     def check_chat_template(self) -> None:
         name = self.recipe.model.chat_template

