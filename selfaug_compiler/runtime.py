@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from selfaug_compiler.plan import Plan, Step
+from selfaug_compiler.progress import ProgressFn, no_progress
 
 if TYPE_CHECKING:  # pragma: no cover
     from selfaug_compiler.store import Store
@@ -61,8 +62,9 @@ class StepContext:
     work_dir: Path
     recipe_dir: Path
     inputs: dict[str, StepResult] = field(default_factory=dict)
-    # Called with (completed, total, description) by long steps; the runner draws the bars.
-    progress: Callable[[int, int | None, str], None] = lambda done, total, desc: None
+    # Long loops report ``progress(done, total, phase, unit=..., note=...)`` (see progress.py);
+    # the runner gives each step a ``Progress`` that draws a bar or prints periodic lines.
+    progress: ProgressFn = no_progress
 
     def input(self, name: str) -> StepResult:
         return self.inputs[name]

@@ -38,7 +38,7 @@ CHILD = textwrap.dedent('''
     Runner(plan, store_path=store_path, recipe_dir=root, echo=lambda s: None).run(select_steps(plan, until=["ingest.toy"]))
     step = plan.step("generate.self_answer")
 
-    def progress(done, total, desc):
+    def progress(done, total, *args, **kwargs):
         print("STAGED", done, flush=True)
         if mode == "slow":
             time.sleep(0.15)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -130,16 +131,57 @@ def generate_staged(ctx: StepContext, loaded: Any, items: list[WorkItem], sampli
     todo, already = pending(ctx, items)
     params = SamplingParams(**{k: sampling[k] for k in ("temperature", "top_p", "max_new_tokens") if k in sampling})
     stats = {"resumed_rows": already, "generated_rows": 0, "generated_tokens": 0}
+    started = time.perf_counter()
 
     def stage_batch(indices: list[int], gens: list[Any]) -> None:
         rows = [to_row(todo[i], g) for i, g in zip(indices, gens)]
         ctx.store.stage(ctx.step.id, rows)
         stats["generated_rows"] += len(rows)
         stats["generated_tokens"] += sum(g.new_tokens for g in gens)
-        ctx.progress(already + stats["generated_rows"], len(items), ctx.step.name)
+        rate = stats["generated_tokens"] / max(1e-9, time.perf_counter() - started)
+        ctx.progress(already + stats["generated_rows"], len(items), unit="rows", note=f"{rate:.1f} tok/s")
 
     if todo:
+        ctx.progress(already, len(items), unit="rows")
         generate(loaded, [it.prompt for it in todo], params, seeds=[it.seed for it in todo],
                  batch_size=int(ctx.step.speed.get("batch_size", ctx.step.speed.get("generate_batch_size", 16))),
-                 chat=chat, on_batch=stage_batch, progress=True)
+                 chat=chat, on_batch=stage_batch, progress=False)
     return stats
+
+
+# ----------------------------------------------------------------------------- truncated replies
+TRUNCATED = "truncated"  # meta.excluded of a reply cut off at max_new_tokens (every method)
+
+
+def is_truncated(row: dict[str, Any]) -> bool:
+    """Whether a generated row's reply stopped at max_new_tokens (finish reason ``length``)."""
+    return load_meta(row.get("meta")).get("finish_reason") == "length"
+
+
+def refuse_truncated(row: dict[str, Any], *, judge_name: str, step_id: str) -> dict[str, Any]:
+    """A truncated row with failing verdict columns and ``meta.excluded``; its raw output stays."""
+    meta = load_meta(row.get("meta"))
+    meta.update(judge_step_id=step_id, excluded=TRUNCATED)
+    limit = load_meta(row.get("sampling")).get("max_new_tokens")
+    raw = {"refused": f"truncated at max_new_tokens={limit}", "response_tokens": row.get("response_tokens"),
+           "fix": "raise max_new_tokens, or set augment.accept_truncated: true"}
+    return {**row, "judge_name": judge_name, "judge_verdict": "fail", "judge_score": None, "judge_raw": dump(raw),
+            "meta": dump(meta)}
+
+
+def judge_complete(rows: list[dict[str, Any]], judge: Callable[[list[dict[str, Any]]], list[dict[str, Any]]], *,
+                   accept_truncated: bool, judge_name: str, step_id: str) -> tuple[list[dict[str, Any]], int]:
+    """``judge(rows)`` on the replies that finished; the truncated ones are refused unjudged unless
+    ``accept_truncated``. Returns the rows in their order and how many were refused."""
+    cut = set() if accept_truncated else {i for i, r in enumerate(rows) if is_truncated(r)}
+    judged = iter(judge([r for i, r in enumerate(rows) if i not in cut]))
+    out = [refuse_truncated(r, judge_name=judge_name, step_id=step_id) if i in cut else next(judged)
+           for i, r in enumerate(rows)]
+    return out, len(cut)
+
+
+def truncation_counts(parts: dict[str, list[dict[str, Any]]]) -> dict[str, int]:
+    """Rows refused as truncated in each input of a mix (role -> count; roles with none left out)."""
+    counts = {role: sum(1 for r in rows if load_meta(r.get("meta")).get("excluded") == TRUNCATED)
+              for role, rows in parts.items()}
+    return {role: n for role, n in counts.items() if n}

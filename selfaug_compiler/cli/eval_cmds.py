@@ -7,6 +7,7 @@ each cache read and write, never for the length of an evaluation.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated, Any, List, Optional
 
 import typer
@@ -44,16 +45,6 @@ def _check_choice(value: str, allowed: tuple[str, ...], flag: str) -> str:
     return value
 
 
-def _progress_printer(enabled: bool):
-    import sys
-
-    def show(done: int, total: int | None, desc: str) -> None:
-        if enabled:
-            print(f"\r{desc}: {done}/{total or '?'}", end="" if done != total else "\n", file=sys.stderr, flush=True)
-
-    return show
-
-
 def eval_command(
     model: Annotated[str, typer.Argument(help="packaged:NAME, a hub id, a local model folder or an adapter artifact")],
     benchmark: Annotated[List[str], typer.Option("--benchmark", "-b", help="registry name or jsonl file; repeatable")],
@@ -74,12 +65,15 @@ def eval_command(
         raise SelfaugError("--limit must be at least 1", field="--limit", found=str(limit))
     from selfaug_compiler.evaluate.core import LazyModel, evaluate_cached
     from selfaug_compiler.evaluate.registry import load_benchmark
+    from selfaug_compiler.progress import Progress
 
     benches = [load_benchmark(b, limit=limit, seed=seed, max_new_tokens=max_new_tokens) for b in benchmark]
     lazy = LazyModel(model, dtype=dtype, device=device)
     cache = None if no_cache else ShortLivedStore(store)
-    show = _progress_printer(fmt == "text")
-    outcomes = [evaluate_cached(lazy, b, cache, batch_size=batch_size, progress=show) for b in benches]
+    outcomes = []
+    for b in benches:
+        with Progress(f"eval {b.name}") as progress:
+            outcomes.append(evaluate_cached(lazy, b, cache, batch_size=batch_size, progress=progress))
     if fmt == "json":
         out = {o.benchmark.name: {"acc": o.metrics.get("acc"), "acc_norm": o.metrics.get("acc_norm"),
                                   "n": o.metrics.get("n"), "fingerprint": o.benchmark.fingerprint,
@@ -87,6 +81,12 @@ def eval_command(
         print(json.dumps(out, indent=2))
         return
     _print_eval_table(model, lazy.key(), outcomes)
+    if cache is None:
+        print("result cache: off (--no-cache)")
+    else:
+        from selfaug_compiler.store.lock import resolve_store_path
+
+        print(f"result cache: store {resolve_store_path(store).resolve()}")
 
 
 def _print_eval_table(model: str, key: str, outcomes: list) -> None:
@@ -105,29 +105,51 @@ def _print_eval_table(model: str, key: str, outcomes: list) -> None:
 
 
 def compare_command(
-    runs: Annotated[List[str], typer.Argument(help="report.json files, run folders or run ids (first = reference)")],
+    runs: Annotated[List[str], typer.Argument(help="report.json files, run folders or run ids, compared in this order")],
+    reference: Annotated[Optional[str], typer.Option(
+        "--reference", help="the run the others are tested against: an argument as given or a run's name "
+                            "(default: the first argument)")] = None,
     fmt: Annotated[str, typer.Option("--format", help="text | json | markdown")] = "text",
+    html_out: Annotated[Optional[Path], typer.Option(
+        "--html", help="also write a compare.html there, linking every run's report.html")] = None,
     store: Annotated[Optional[str], typer.Option("--store", help="store file for run ids")] = None,
     seed: Annotated[int, typer.Option("--seed", help="bootstrap seed")] = 0,
 ) -> None:
-    """Put several runs side by side and mark which differences are significant."""
+    """Put several runs side by side and mark which differences from the reference run are significant."""
     _check_choice(fmt, ("text", "json", "markdown"), "--format")
     if len(runs) < 2:
         raise SelfaugError("compare needs at least two runs", found=f"{len(runs)} run", expected="RUN RUN ...")
-    from selfaug_compiler.report.compare import compare_reports, load_report
+    from selfaug_compiler.report.compare import compare_reports, load_run, reference_first
 
-    comparison = compare_reports([load_report(r, store) for r in runs], seed=seed)
+    loaded = [load_run(r, store) for r in runs]
+    order = reference_first(runs, [(name, rep) for name, rep, _ in loaded], reference)
+    loaded = [loaded[i] for i in order]
+    comparison = compare_reports([(name, rep) for name, rep, _ in loaded], seed=seed,
+                                 reference_by="--reference" if reference is not None else "first run given",
+                                 files=[path for _, _, path in loaded])
+    if html_out is not None:
+        from selfaug_compiler.files import write_atomic
+        from selfaug_compiler.report.html import render_compare_html
+
+        target = html_out / "compare.html" if html_out.is_dir() else html_out
+        write_atomic(target, render_compare_html(comparison, target.resolve()))
     if fmt == "json":
         print(json.dumps(comparison, indent=2, default=str))
         return
     from rich.console import Console
 
-    from selfaug_compiler.report.table import compare_markdown, compare_table
+    from selfaug_compiler.report.table import compare_markdown, compare_table, reference_line
 
     if fmt == "markdown":
-        print(compare_markdown(comparison))
-        return
-    Console().print(compare_table(comparison))
+        print(f"{reference_line(comparison)}\n\n{compare_markdown(comparison)}")
+    else:
+        console = Console()
+        if not console.is_terminal:  # piped or captured: do not squeeze the table into 80 columns
+            console = Console(width=150)
+        console.print(reference_line(comparison), highlight=False)
+        console.print(compare_table(comparison))
+    if html_out is not None:
+        print(f"compare.html: {target}")
 
 
 def register(app: typer.Typer) -> None:

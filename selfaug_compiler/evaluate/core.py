@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from selfaug_compiler.evaluate.registry import Benchmark
-
-Progress = Callable[[int, int | None, str], None]
+from selfaug_compiler.progress import ProgressFn as Progress
 
 
 @dataclass
@@ -81,9 +80,13 @@ def summarize(bench: Benchmark, items: list[dict[str, Any]], extra: dict[str, An
 def run_benchmark(loaded: Any, bench: Benchmark, *, batch_size: int = 16,
                   progress: Progress | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Score one benchmark (no cache): metrics and per-item results."""
+    own_scorer = getattr(bench, "score", None)  # lm_eval: benchmarks (evaluate/lm_eval_run.py)
+    if own_scorer is not None:
+        return own_scorer(loaded, batch_size=batch_size, progress=progress)
+
     def report(done: int, total: int) -> None:
         if progress is not None:
-            progress(done, total, f"eval {bench.name}")
+            progress(done, total, unit="items")
 
     if bench.type == "multiple_choice":
         from selfaug_compiler.evaluate.loglik import score_multiple_choice

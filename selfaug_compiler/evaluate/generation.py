@@ -77,6 +77,8 @@ def score_generation(loaded: Any, items: list[GenItem], *, answer_type: str, max
         if progress is not None:
             progress(done[0], len(items))
 
+    if progress is not None:
+        progress(0, len(items))
     gens = generate(loaded, [item.prompt for item in items],
                     SamplingParams(temperature=0.0, max_new_tokens=max_new_tokens),
                     batch_size=batch_size, chat=True, on_batch=on_batch, progress=False)
@@ -88,8 +90,11 @@ def score_generation(loaded: Any, items: list[GenItem], *, answer_type: str, max
     return out
 
 
-def gold_loss(loaded: Any, prompts: list[str], responses: list[str], *, batch_size: int = 8) -> list[float]:
-    """Mean NLL (nats/token) of each gold response after its chat-templated prompt."""
+def gold_loss(loaded: Any, prompts: list[str], responses: list[str], *, batch_size: int = 8,
+              progress: Callable[..., None] | None = None) -> list[float]:
+    """Mean NLL (nats/token) of each gold response after its chat-templated prompt.
+
+    ``progress(done, total, "gold loss")`` after each batch."""
     import torch
 
     from selfaug_compiler.generate.engine import encode_prompt
@@ -100,6 +105,8 @@ def gold_loss(loaded: Any, prompts: list[str], responses: list[str], *, batch_si
     pairs = [(encode_prompt(tok, p, True), tok(r, add_special_tokens=False)["input_ids"] + end)
              for p, r in zip(prompts, responses)]
     losses: list[float] = []
+    if progress is not None:
+        progress(0, len(pairs), "gold loss")
     with torch.inference_mode():
         for start in range(0, len(pairs), batch_size):
             chunk = pairs[start:start + batch_size]
@@ -119,4 +126,6 @@ def gold_loss(loaded: Any, prompts: list[str], responses: list[str], *, batch_si
             picked = logp.gather(-1, tgt.clamp(min=0).unsqueeze(-1)).squeeze(-1)
             nll = -(picked * valid).sum(-1) / valid.sum(-1).clamp(min=1)
             losses.extend(float(x) for x in nll)
+            if progress is not None:
+                progress(len(losses), len(pairs), "gold loss")
     return losses

@@ -286,11 +286,14 @@ def _supports_packing(model: Any) -> bool:
 
 
 def loglikelihood(loaded: Any, requests: list[tuple[str, str]], *, batch_size: int = 32,
-                  progress: Callable[[int, int], None] | None = None, packed: bool = True) -> list[tuple[float, bool]]:
+                  on_batch: Callable[[list[int]], None] | None = None,
+                  packed: bool = True) -> list[tuple[float, bool]]:
     """(sum of continuation log-probs, is greedy) for each (context, continuation), in order.
 
     ``packed``: one forward per batch with a context and all its continuations in one row
     (custom attention mask); otherwise contexts run once with a KV cache, then continuations.
+    ``on_batch(indices)`` gets the request indices scored by each batch (batches follow length
+    order, not request order).
     """
     import torch
 
@@ -300,14 +303,13 @@ def loglikelihood(loaded: Any, requests: list[tuple[str, str]], *, batch_size: i
     pad_id = loaded.tokenizer.pad_token_id if loaded.tokenizer.pad_token_id is not None else 0
     results: list[tuple[float, bool] | None] = [None] * len(requests)
     score_batch = _score_batch_packed if (packed and _supports_packing(loaded.model)) else _score_batch_cached
-    done = 0
     with torch.inference_mode():
         for batch in _batches(groups, max(1, batch_size)):
-            for index, logp, greedy in score_batch(loaded.model, loaded.device, batch, pad_id):
+            scored = score_batch(loaded.model, loaded.device, batch, pad_id)
+            for index, logp, greedy in scored:
                 results[index] = (logp, greedy)
-            done += sum(len(g.members) for g in batch)
-            if progress is not None:
-                progress(done, len(requests))
+            if on_batch is not None:
+                on_batch([index for index, _, _ in scored])
     return [r for r in results if r is not None]
 
 
@@ -333,11 +335,41 @@ def mc_item_result(item: MCItem, lls: list[float], greedy: list[bool]) -> dict[s
     return result
 
 
+class ItemCounter:
+    """Items complete once every one of their requests (one per answer choice) is scored.
+
+    ``owners[i]`` is the item of request ``i``; ``progress(done, total)`` counts items, never
+    choices (40 four-way items are 40, not 160).
+    """
+
+    def __init__(self, owners: list[int], progress: Callable[[int, int], None] | None) -> None:
+        self.left: dict[int, int] = {}
+        for item in owners:
+            self.left[item] = self.left.get(item, 0) + 1
+        self.owners, self.progress, self.total, self.done = owners, progress, len(self.left), 0
+
+    def start(self) -> None:
+        if self.progress is not None:
+            self.progress(0, self.total)
+
+    def __call__(self, indices: list[int]) -> None:
+        for index in indices:
+            item = self.owners[index]
+            self.left[item] -= 1
+            self.done += self.left[item] == 0
+        if self.progress is not None:
+            self.progress(self.done, self.total)
+
+
 def score_multiple_choice(loaded: Any, items: list[MCItem], *, batch_size: int = 32,
                           progress: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
-    """Per-item results (acc, acc_norm, per-choice log-likelihoods) for multiple-choice items."""
+    """Per-item results (acc, acc_norm, per-choice log-likelihoods) for multiple-choice items.
+
+    ``progress(done, total)`` counts items (see ``ItemCounter``)."""
     flat = [req for item in items for req in item.requests]
-    scores = loglikelihood(loaded, flat, batch_size=batch_size, progress=progress)
+    counter = ItemCounter([n for n, item in enumerate(items) for _ in item.requests], progress)
+    counter.start()
+    scores = loglikelihood(loaded, flat, batch_size=batch_size, on_batch=counter)
     out, pos = [], 0
     for item in items:
         chunk = scores[pos:pos + item.n_choices]

@@ -107,7 +107,7 @@ def score_with_gold_loss(loaded: Any, bench: Benchmark, *, batch_size: int = 16,
 
     _, items = run_benchmark(loaded, bench, batch_size=batch_size, progress=progress)
     losses = gold_loss(loaded, [i.prompt for i in bench.items], [i.extra.get("response") or i.answer
-                                                                 for i in bench.items])
+                                                                 for i in bench.items], progress=progress)
     for row, loss in zip(items, losses):
         row["gold_loss"] = loss
     return summarize(bench, items, {"gold_loss": sum(losses) / len(losses)}), items

@@ -109,9 +109,11 @@ def score_answer(output: str, finish_reason: str, markers: Iterable[Any], closen
             "closeness": closeness, "pass": passed, "acc": float(passed)}
 
 
-def closeness(outputs: list[str], base_outputs: list[str], embedder_factory: Any = None) -> list[float | None]:
+def closeness(outputs: list[str], base_outputs: list[str], embedder_factory: Any = None,
+              progress: Any = None) -> list[float | None]:
     """MiniLM cosine of each answer to the base answer (1.0 when identical, None when the base
-    answer is empty). The embedder is loaded only when some pair differs."""
+    answer is empty). The embedder is loaded only when some pair differs; ``progress(done,
+    total)`` counts the embedded pairs."""
     out: list[float | None] = [None if is_empty(b) else (1.0 if a == b else float("nan"))
                                for a, b in zip(outputs, base_outputs)]
     todo = [i for i, v in enumerate(out) if v is not None and v != v]
@@ -120,7 +122,9 @@ def closeness(outputs: list[str], base_outputs: list[str], embedder_factory: Any
             from selfaug_compiler.judges.embedding import Embedder
 
             embedder_factory = Embedder.load
-        sims = embedder_factory().similarity([outputs[i] for i in todo], [base_outputs[i] for i in todo])
+        embedder = embedder_factory()
+        pairs = ([outputs[i] for i in todo], [base_outputs[i] for i in todo])
+        sims = embedder.similarity(*pairs, progress=progress) if progress is not None else embedder.similarity(*pairs)
         for i, sim in zip(todo, sims):
             out[i] = round(float(sim), 6)
     return out

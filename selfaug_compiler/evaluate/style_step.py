@@ -27,6 +27,7 @@ from selfaug_compiler.evaluate.registry import Benchmark, select_subset
 from selfaug_compiler.evaluate.style import closeness, rates, score_answer, score_rule
 from selfaug_compiler.evaluate.style_markers import Marker, derive_markers, marker_rule
 from selfaug_compiler.evaluate.style_prompts import describe_pool, style_prompts
+from selfaug_compiler.progress import in_phase
 from selfaug_compiler.runtime import StepContext, StepResult
 
 NAME = "style_retention"
@@ -46,9 +47,9 @@ def prompt_items(limit: int | None, seed: int) -> tuple[list[GenItem], int]:
 
 
 def _source() -> str:
-    from selfaug_compiler.evaluate.registry import _version
+    from selfaug_compiler.evaluate.catalog import distribution_version
 
-    return f"{SOURCE}=={_version(SOURCE)}"
+    return f"{SOURCE}=={distribution_version(SOURCE)}"
 
 
 def answers_benchmark(items: list[GenItem], total: int, max_new_tokens: int) -> Benchmark:
@@ -67,8 +68,10 @@ def generate_answers(loaded: Any, bench: Benchmark, *, batch_size: int = 16,
     def on_batch(indices: list[int], _gens: list[Any]) -> None:
         done[0] += len(indices)
         if progress is not None:
-            progress(done[0], len(bench.items), f"eval {NAME}")
+            progress(done[0], len(bench.items))
 
+    if progress is not None:
+        progress(0, len(bench.items))
     gens = generate(loaded, [item.prompt for item in bench.items],
                     SamplingParams(temperature=0.0, max_new_tokens=int(bench.settings["max_new_tokens"])),
                     batch_size=max(1, batch_size), chat=True, on_batch=on_batch, progress=False)
@@ -77,8 +80,9 @@ def generate_answers(loaded: Any, bench: Benchmark, *, batch_size: int = 16,
     return {"benchmark": bench.name, "n": len(rows), "acc": None, "fingerprint": bench.fingerprint}, rows
 
 
-def answers_of(model: LazyModel, bench: Benchmark, ctx: StepContext, batch_size: int) -> dict[str, dict[str, Any]]:
-    outcome = evaluate_cached(model, bench, ctx.store, batch_size=batch_size, progress=ctx.progress,
+def answers_of(model: LazyModel, bench: Benchmark, ctx: StepContext, batch_size: int,
+               phase: str = "answers") -> dict[str, dict[str, Any]]:
+    outcome = evaluate_cached(model, bench, ctx.store, batch_size=batch_size, progress=in_phase(ctx.progress, phase),
                               scorer=generate_answers)
     return {row["id"]: row for row in outcome.items}
 
@@ -125,10 +129,10 @@ def style_benchmark(items: list[GenItem], total: int, max_new_tokens: int, marke
 
 
 def score_items(bench: Benchmark, answers: dict[str, dict[str, Any]], base: dict[str, dict[str, Any]],
-                markers: list[Marker]) -> list[dict[str, Any]]:
+                markers: list[Marker], progress: Any = None) -> list[dict[str, Any]]:
     outputs = [answers[i.id]["output"] for i in bench.items]
     base_outputs = [base[i.id]["output"] for i in bench.items]
-    close = closeness(outputs, base_outputs)
+    close = closeness(outputs, base_outputs, progress=in_phase(progress, "closeness"))
     rows = []
     for item, out, base_out, sim in zip(bench.items, outputs, base_outputs, close):
         ans = answers[item.id]
@@ -152,7 +156,7 @@ def execute(ctx: StepContext) -> StepResult:
     refs = task_datasets(ctx)
     model, base = _model(ctx), _model(dataclasses.replace(ctx, inputs={}))
     answers_bench = answers_benchmark(items, total, max_new_tokens)
-    base_answers = answers_of(base, answers_bench, ctx, batch_size)
+    base_answers = answers_of(base, answers_bench, ctx, batch_size, phase="base answers")
     markers = task_markers(ctx, refs, [base_answers[i.id]["output"] for i in items])
     bench = replicate(style_benchmark(items, total, max_new_tokens, markers, base.key()), rep)
     hit = ctx.store.get_eval(model.key(), bench.fingerprint)
@@ -162,7 +166,7 @@ def execute(ctx: StepContext) -> StepResult:
         reuse_base = model.key() == base.key() and not rep
         answers = base_answers if reuse_base else answers_of(model, replicate(answers_bench, rep), ctx,
                                                              eval_batch_size(ctx))
-        rows = score_items(bench, answers, base_answers, markers)
+        rows = score_items(bench, answers, base_answers, markers, ctx.progress)
         extra = {**rates(rows), "markers": [m.to_json() for m in markers], "task_datasets": refs,
                  "base_model_key": base.key(), "answers_fingerprint": answers_bench.fingerprint}
         metrics = dict(summarize(bench, rows, extra), model_key=model.key(), model_ref=model.ref)

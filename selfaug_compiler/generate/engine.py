@@ -179,16 +179,20 @@ def generate(
     batch_size: int = 16,
     chat: bool = True,
     on_batch: OnBatch | None = None,
-    progress: bool = True,
+    progress: bool | Callable[..., None] = True,
 ) -> list[Generation]:
-    """Generate one completion per prompt; results in input order (see the module docstring)."""
+    """Generate one completion per prompt; results in input order (see the module docstring).
+
+    ``progress``: True shows its own ``progress.Progress`` (label ``generate``), a progress
+    function gets ``(done, total, unit="prompts", note="N tok/s")`` per batch, False nothing.
+    """
     if seeds is not None and len(seeds) != len(prompts):
         raise ValueError(f"{len(seeds)} seeds for {len(prompts)} prompts")
     seeds = seeds if seeds is not None else list(range(len(prompts)))
     encoded = [encode_prompt(loaded.tokenizer, p, chat) for p in prompts]
     stops = stop_token_ids(loaded)
     results: list[Generation | None] = [None] * len(prompts)
-    bar = _ProgressBar(len(prompts), enabled=progress)
+    bar = _Throughput(len(prompts), progress)
     try:
         for batch in length_sorted_batches([len(e) for e in encoded], max(1, batch_size)):
             decoded = decode_batch(loaded, [encoded[i] for i in batch], params, [seeds[i] for i in batch], stops)
@@ -207,25 +211,26 @@ def generate(
     return [r for r in results if r is not None]
 
 
-class _ProgressBar:
-    """A tqdm bar over prompts showing generated tokens/s (ETA comes from tqdm)."""
+class _Throughput:
+    """Reports prompts done and generated tokens/s to a progress function (see ``generate``)."""
 
-    def __init__(self, total: int, enabled: bool) -> None:
-        self.bar = None
-        self.tokens = 0
+    def __init__(self, total: int, progress: bool | Callable[..., None]) -> None:
+        from selfaug_compiler.progress import Progress
+
+        self.own = Progress("generate") if progress is True and total else None
+        self.report = self.own if self.own is not None else (progress if callable(progress) else None)
+        self.total, self.done, self.tokens = total, 0, 0
         self.start = time.perf_counter()
-        if enabled and total:
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(total=total, desc="generate", unit="prompt", dynamic_ncols=True)
+        if self.report is not None:
+            self.report(0, total, unit="prompts")
 
     def advance(self, n: int, new_tokens: int) -> None:
+        self.done += n
         self.tokens += new_tokens
-        if self.bar is not None:
+        if self.report is not None:
             rate = self.tokens / max(1e-9, time.perf_counter() - self.start)
-            self.bar.set_postfix_str(f"{rate:.1f} tok/s", refresh=False)
-            self.bar.update(n)
+            self.report(self.done, self.total, unit="prompts", note=f"{rate:.1f} tok/s")
 
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+        if self.own is not None:
+            self.own.close()

@@ -37,10 +37,11 @@ class Embedder:
         model = AutoModel.from_pretrained(folder).to(device).eval()
         return cls(model, AutoTokenizer.from_pretrained(folder))
 
-    def embed(self, texts: list[str]) -> Any:
+    def embed(self, texts: list[str], on_batch: Any = None) -> Any:
         """A (len(texts), dim) float tensor of unit vectors, in input order.
 
-        Texts are embedded in batches of similar length (less padding), then put back in order.
+        Texts are embedded in batches of similar length (less padding), then put back in order;
+        ``on_batch(n)`` is called with the size of each finished batch.
         """
         import torch
 
@@ -56,6 +57,8 @@ class Embedder:
                 mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
                 chunks.append(torch.nn.functional.normalize(pooled, dim=-1).cpu())
+                if on_batch is not None:
+                    on_batch(len(ordered[i:i + self.batch_size]))
         if not chunks:
             return torch.zeros((0, self.model.config.hidden_size))
         stacked = torch.cat(chunks)
@@ -63,10 +66,20 @@ class Embedder:
         result[torch.tensor(order)] = stacked
         return result
 
-    def similarity(self, a: list[str], b: list[str]) -> list[float]:
+    def similarity(self, a: list[str], b: list[str], progress: Any = None) -> list[float]:
+        """Cosine of each pair; ``progress(done, total)`` counts pairs (half done when ``a`` is embedded)."""
         if len(a) != len(b):
             raise ValueError(f"similarity needs pairs: {len(a)} vs {len(b)} texts")
         if not a:
             return []
-        ea, eb = self.embed(list(a)), self.embed(list(b))
+        texts = [0]
+
+        def on_batch(n: int) -> None:
+            texts[0] += n
+            if progress is not None:
+                progress(texts[0] // 2, len(a))
+
+        if progress is not None:
+            progress(0, len(a))
+        ea, eb = self.embed(list(a), on_batch), self.embed(list(b), on_batch)
         return [float(x) for x in (ea * eb).sum(-1)]

@@ -28,7 +28,7 @@ def parse_verdict(reply: str) -> bool | None:
 
 def judge_with_model(loaded: Any, items: list[dict], *, template: str = DEFAULT_TEMPLATE,
                      recipe_dir: Path | None = None, batch_size: int = 16,
-                     max_new_tokens: int = 8, progress: bool = False) -> list[ModelVerdict]:
+                     max_new_tokens: int = 8, progress: Any = False) -> list[ModelVerdict]:
     """``items`` hold ``prompt``, ``gold`` and ``answer``; greedy decoding, one verdict per item."""
     from selfaug_compiler.generate.engine import SamplingParams, generate
 

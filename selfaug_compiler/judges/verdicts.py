@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from selfaug_compiler.progress import in_phase
+
 _CODE_BLOCK = re.compile(r"```(?:python|py)?\s*\n(.*?)```", re.DOTALL)
 
 
@@ -56,11 +58,13 @@ def judge_numeric(items: list[dict]) -> list[Verdict]:
     return out
 
 
-def judge_code(items: list[dict], timeout_s: float) -> list[Verdict]:
+def judge_code(items: list[dict], timeout_s: float, progress: Any = None) -> list[Verdict]:
     from selfaug_compiler.judges.code_exec import run_tests
 
-    out = []
+    out: list[Verdict] = []
     for it in items:
+        if progress is not None:
+            progress(len(out), len(items), unit="rows")
         tests, setup = code_tests(it.get("meta") or {})
         if not tests:
             out.append(Verdict("code_exec", False, 0.0, json.dumps({"reason": "the task row has no tests"})))
@@ -68,6 +72,8 @@ def judge_code(items: list[dict], timeout_s: float) -> list[Verdict]:
         res = run_tests(extract_code(it["answer"]), tests, timeout_s=timeout_s, setup=setup)
         raw = {"reason": res.reason, "stderr": res.stderr[-500:], "seconds": round(res.seconds, 3)}
         out.append(Verdict("code_exec", res.passed, 1.0 if res.passed else 0.0, json.dumps(raw)))
+    if progress is not None:
+        progress(len(out), len(items), unit="rows")
     return out
 
 
@@ -85,39 +91,45 @@ def judge_choice(items: list[dict]) -> list[Verdict]:
     return out
 
 
-def judge_embedding(items: list[dict], threshold: float, embedder: Any = None) -> list[Verdict]:
+def judge_embedding(items: list[dict], threshold: float, embedder: Any = None, progress: Any = None) -> list[Verdict]:
     from selfaug_compiler.judges.embedding import Embedder
 
     embedder = embedder or Embedder.load()
-    sims = embedder.similarity([it["answer"] for it in items], [it["gold_text"] for it in items])
+    pairs = ([it["answer"] for it in items], [it["gold_text"] for it in items])
+    sims = embedder.similarity(*pairs, progress=in_phase(progress, "", "rows")) if progress else embedder.similarity(*pairs)
     return [Verdict("embedding", s >= threshold, s, json.dumps({"similarity": round(s, 6), "threshold": threshold}))
             for s in sims]
 
 
-def judge_model(items: list[dict], loaded: Any, template: str, recipe_dir: Path | None, batch_size: int) -> list[Verdict]:
+def judge_model(items: list[dict], loaded: Any, template: str, recipe_dir: Path | None, batch_size: int,
+                progress: Any = None) -> list[Verdict]:
     from selfaug_compiler.judges.model_judge import judge_with_model
 
     asked = [{"prompt": it["prompt"], "gold": it["gold_text"], "answer": it["answer"]} for it in items]
-    verdicts = judge_with_model(loaded, asked, template=template, recipe_dir=recipe_dir, batch_size=batch_size)
+    verdicts = judge_with_model(loaded, asked, template=template, recipe_dir=recipe_dir, batch_size=batch_size,
+                                progress=in_phase(progress, "", "rows") or False)
     return [Verdict("model", bool(v.passed), None if v.passed is None else float(v.passed), v.raw) for v in verdicts]
 
 
 def judge_items(items: list[dict], judge: dict[str, Any], *, loaded: Any = None, recipe_dir: Path | None = None,
-                batch_size: int = 16, timeout_s: float | None = None) -> list[Verdict]:
-    """Judge every item with the recipe's ``judge`` spec (``kind``, ``threshold``, ``template``)."""
+                batch_size: int = 16, timeout_s: float | None = None, progress: Any = None) -> list[Verdict]:
+    """Judge every item with the recipe's ``judge`` spec (``kind``, ``threshold``, ``template``).
+
+    ``progress`` (see ``selfaug_compiler.progress``) hears about the slow kinds: code
+    execution, embeddings and the model judge."""
     if not items:
         return []
     kind = judge.get("kind", "numeric")
     if kind == "numeric":
         return judge_numeric(items)
     if kind == "code_exec":
-        return judge_code(items, timeout_s or judge.get("timeout_s", 5.0))
+        return judge_code(items, timeout_s or judge.get("timeout_s", 5.0), progress)
     if kind == "choice":
         return judge_choice(items)
     if kind == "embedding":
-        return judge_embedding(items, float(judge.get("threshold", 0.8)))
+        return judge_embedding(items, float(judge.get("threshold", 0.8)), progress=progress)
     if kind == "model":
         if loaded is None:
             raise ValueError("the model judge needs a loaded model")
-        return judge_model(items, loaded, judge.get("template", "prompts/judge.j2"), recipe_dir, batch_size)
+        return judge_model(items, loaded, judge.get("template", "prompts/judge.j2"), recipe_dir, batch_size, progress)
     raise ValueError(f"unknown judge kind {kind!r}")

@@ -48,7 +48,7 @@ def train_model(
     max_steps: int | None = None,
     show_progress: bool = True,
     after_step: Callable[[int, Any], None] | None = None,
-    progress: Callable[[int, int | None, str], None] | None = None,
+    progress: Callable[..., None] | None = None,
 ) -> TrainOutcome:
     """Train ``base_ref_or_folder`` on ``rows`` with ``spec`` (a TrainSpec); artifact in ``out_dir/model``.
 

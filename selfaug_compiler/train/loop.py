@@ -74,7 +74,7 @@ class Trainer:
     """One run of one job in one process (every rank builds its own)."""
 
     def __init__(self, job: TrainJob, rows: list[dict], after_step: AfterStep | None = None,
-                 progress: Callable[[int, int | None, str], None] | None = None) -> None:
+                 progress: Callable[..., None] | None = None) -> None:
         import torch
         from accelerate import Accelerator
 
@@ -189,7 +189,8 @@ class Trainer:
         self.autocast = _autocast(self.acc.device, self.compute_dtype)
         start = self.resume()
         log = _StepLog(self.job.out / LOG_FILE, start, enabled=self.main)
-        bar = _progress_bar(self.plan.total_steps, start, enabled=self.main and self.job.show_progress)
+        bar = _StepProgress(self.progress, self.plan.total_steps, start,
+                            enabled=self.main and (self.progress is not None or self.job.show_progress))
         first_loss = log.first_loss()
         started, tokens_seen = time.perf_counter(), 0
         try:
@@ -205,10 +206,7 @@ class Trainer:
                 rate = tokens / max(time.perf_counter() - t0, 1e-9)
                 log.write({"step": step + 1, "loss": loss, "lr": self.scheduler.get_last_lr()[0],
                            "grad_norm": norm, "tokens": tokens, "tokens_per_s": round(rate, 1)})
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{rate:.0f}")
-                if self.progress and self.main:
-                    self.progress(step + 1, self.plan.total_steps, f"train loss {loss:.4f}")
+                bar(step + 1, loss, rate)
                 done = step + 1
                 if done % self.spec.save_every_steps == 0 and done < self.plan.total_steps:
                     self.save_checkpoint(done)
@@ -273,13 +271,29 @@ class _StepLog:
         return [e["loss"] for e in self.entries]
 
 
-def _progress_bar(total: int, start: int, enabled: bool) -> Any:
-    from tqdm.auto import tqdm
+class _StepProgress:
+    """Optimizer steps to the step's progress function, or (a worker process, a direct call) to
+    a ``progress.Progress`` of its own; ``enabled`` only on the main process."""
 
-    return tqdm(total=total, initial=start, disable=not enabled, desc="train", unit="step", dynamic_ncols=True)
+    def __init__(self, progress: Callable[..., None] | None, total: int, start: int, enabled: bool) -> None:
+        from selfaug_compiler.progress import Progress
+
+        self.own = Progress("train") if enabled and progress is None else None
+        self.report = (progress or self.own) if enabled else None
+        self.total = total
+        if self.report is not None:
+            self.report(start, total, unit="steps")
+
+    def __call__(self, done: int, loss: float, tokens_per_s: float) -> None:
+        if self.report is not None:
+            self.report(done, self.total, unit="steps", note=f"loss {loss:.4f}, {tokens_per_s:.0f} tok/s")
+
+    def close(self) -> None:
+        if self.own is not None:
+            self.own.close()
 
 
 def run_training(job: TrainJob, rows: list[dict], *, after_step: AfterStep | None = None,
-                 progress: Callable[[int, int | None, str], None] | None = None) -> TrainOutcome:
+                 progress: Callable[..., None] | None = None) -> TrainOutcome:
     """Train ``job`` on ``rows`` in this process (one rank of however many were launched)."""
     return Trainer(job, rows, after_step=after_step, progress=progress).run()
