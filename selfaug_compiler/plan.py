@@ -24,7 +24,7 @@ IMPL_VERSIONS: dict[str, str] = {
     "mix": "mix/1",
     "train": "train/1",
     "evaluate": "evaluate/1",
-    "report": "report/1",
+    "report": "report/2",  # 2: meta.context (model, recipe, seed, training set by source), signed changes
 }
 
 STEP_KINDS = tuple(IMPL_VERSIONS)

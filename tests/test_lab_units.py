@@ -194,7 +194,7 @@ def test_compare_markdown_has_a_row_per_run():
     text = compare_markdown(compare_reports([report("sft", worse), report("s3ft", {str(i): 1.0 for i in range(20)})]))
     lines = text.splitlines()
     assert lines[0] == "| run | style (before 100.0) |" and len(lines) == 4
-    assert lines[2].startswith("| sft | 25.0 (-75.0▼)") and "*+75*" in lines[3]
+    assert lines[2].startswith("| sft (reference) | 25.0 (-75.0▼)") and "*+75*" in lines[3]
 
 
 def _fake_run(tmp_path, label, seed, style_after, stages=1):

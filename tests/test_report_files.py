@@ -41,12 +41,14 @@ def test_report_numbers():
     arc = rows["arc_easy"]
     assert math.isclose(arc["before"], 60.0) and math.isclose(arc["after"], 50.0)
     assert math.isclose(arc["delta"], -10.0)
-    assert math.isclose(arc["relative_drop_pct"], 100 / 6)
-    assert math.isclose(arc["normalized_drop"], 0.10 / 0.35)
+    assert math.isclose(arc["relative_change_pct"], -100 / 6)  # signed like Δ: a loss is negative
+    assert math.isclose(arc["normalized_change"], -0.10 / 0.35)
+    assert "relative_drop_pct" not in arc and "normalized_drop" not in arc
     assert math.isclose(arc["p_value"], 2 * 0.5 ** 10) and arc["significant"] and arc["test"] == "mcnemar"
     assert rows["piqa"]["delta"] == 0 and not rows["piqa"]["significant"]
     held = rows["heldout"]
     assert math.isclose(held["delta"], 60.0) and held["gold_loss_after"] == 0.9
+    assert math.isclose(held["relative_change_pct"], 600.0)  # a gain is a positive change, not a "−600 % drop"
     s = report["summary"]
     assert math.isclose(s["retention_mean_delta"], -5.0)
     assert s["retention_significant_drops"] == 1
@@ -70,7 +72,7 @@ def test_report_files_contents(tmp_path):
     report = build_report(e, title="demo")
     files = write_report(report, tmp_path / "out")
     data = json.loads(Path(files["report_json"]).read_text())
-    assert data["format"] == "selfaug-report/1" and data["title"] == "demo"
+    assert data["format"] == "selfaug-report/2" and data["title"] == "demo"
     arc = next(r for r in data["benchmarks"] if r["benchmark"] == "arc_easy")
     assert math.isclose(arc["after"], 45.0) and "arc_easy-0" in arc["items"]["by_stage"]["0"]
     page = Path(files["report_html"]).read_text()

@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -91,7 +90,9 @@ def _convert_gguf(gguf: Path, target: Path) -> None:
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".tmp-", dir=target.parent))
+    from selfaug_compiler.files import make_temp_dir
+
+    tmp = make_temp_dir(target)  # 0755 under umask 022, not mkdtemp's 0700
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)

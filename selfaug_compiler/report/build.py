@@ -14,7 +14,7 @@ from typing import Any
 
 from selfaug_compiler.evaluate.forgetting import compare_items, continual_forgetting
 
-REPORT_FORMAT = "selfaug-report/1"
+REPORT_FORMAT = "selfaug-report/2"  # 2: relative_change_pct / normalized_change (signed like Δ), meta.context
 CATEGORIES = ("in_domain", "retention")
 
 
@@ -59,6 +59,9 @@ def _benchmark_row(name: str, entries: list[EvalEntry], seed: int, noise: EvalEn
     if len(stages) >= 2 and first.items and last.items:
         cmp = compare_items(first.items, last.items, chance=chance, seed=seed).to_dict()
         cmp["test"] = "mcnemar" if cmp["mcnemar"] else "bootstrap"
+        # Signed like Δ (a gain is positive): a "drop" field would read −12 % for a gain.
+        cmp["relative_change_pct"] = _negated(cmp.pop("relative_drop_pct"))
+        cmp["normalized_change"] = _negated(cmp.pop("normalized_drop"))
         row.update(cmp)
     else:
         row.update({"n": len(first.items), "before": _pct(first.metrics.get("acc")), "after": None, "delta": None,
@@ -68,6 +71,10 @@ def _benchmark_row(name: str, entries: list[EvalEntry], seed: int, noise: EvalEn
         if row["noise"] is not None and row.get("delta") is not None:
             row["beyond_noise"] = bool(row.get("significant")) and abs(row["delta"]) > row["noise"]["flip_pts"]
     return row
+
+
+def _negated(value: float | None) -> float | None:
+    return None if value is None else (0.0 if value == 0 else -value)
 
 
 def _pct(value: Any) -> float | None:

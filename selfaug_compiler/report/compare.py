@@ -1,4 +1,5 @@
-"""``selfaug compare``: several runs side by side, with paired tests against the first run.
+"""``selfaug compare``: several runs side by side, with paired tests against a reference run
+(``--reference``, else the first run given).
 
 A run is a ``report.json`` path (or a folder holding one) or a run id recorded in the store
 (its ``report`` step's result names the file). Two runs are compared on the items both scored
@@ -15,18 +16,45 @@ from selfaug_compiler.errors import SelfaugError
 from selfaug_compiler.evaluate.forgetting import compare_items
 
 
-def load_report(ref: str, store_path: str | None = None) -> tuple[str, dict[str, Any]]:
-    """(display name, report) for a report.json path, a folder with one, or a run id."""
+def load_run(ref: str, store_path: str | None = None) -> tuple[str, dict[str, Any], Path]:
+    """(display name, report, report.json path) for a report.json path, a folder with one, or a run id."""
     path = Path(ref)
     if path.is_dir():
         path = path / "report.json"
-    if path.is_file():
-        try:
-            return (path.parent.name if path.name == "report.json" else path.stem), json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise SelfaugError(f"{path} is not valid JSON: {exc.msg}", file=str(path), line=exc.lineno) from None
-    report_file = _report_of_run(ref, store_path)
-    return ref, json.loads(Path(report_file).read_text())
+    if not path.is_file():
+        path = Path(_report_of_run(ref, store_path))
+        name = ref
+    else:
+        name = path.parent.name if path.name == "report.json" else path.stem
+    try:
+        return name, json.loads(path.read_text(encoding="utf-8")), path
+    except json.JSONDecodeError as exc:
+        raise SelfaugError(f"{path} is not valid JSON: {exc.msg}", file=str(path), line=exc.lineno) from None
+
+
+def load_report(ref: str, store_path: str | None = None) -> tuple[str, dict[str, Any]]:
+    """(display name, report) for a report.json path, a folder with one, or a run id."""
+    name, report, _ = load_run(ref, store_path)
+    return name, report
+
+
+def reference_first(refs: list[str], named: list[tuple[str, dict[str, Any]]], reference: str | None) -> list[int]:
+    """The order to compare runs in: the reference, then the others as given. The reference is
+    the run ``reference`` names (an argument as given, a run's display name or recipe title), or
+    the first argument. Nothing is sorted: a shell glob expands in file-name order, which for
+    ``report-<id>`` folders is hash order, hence ``--reference``."""
+    order = list(range(len(refs)))
+    if reference is None:
+        return order
+    names = display_names(named)
+    hits = [i for i in order if reference in (refs[i], names[i], named[i][0], named[i][1].get("title"))]
+    if not hits:
+        hits = [i for i in order if Path(refs[i]).resolve() == Path(reference).resolve()]
+    if len(hits) != 1:
+        raise SelfaugError(f"--reference `{reference}` " + ("matches no run" if not hits else "matches several runs"),
+                           field="--reference", expected="one of: " + ", ".join(dict.fromkeys(names + refs)),
+                           found=reference, hint="name a run by its argument or by its name in the table")
+    return [hits[0]] + [i for i in order if i != hits[0]]
 
 
 def _report_of_run(run_id: str, store_path: str | None) -> str:
@@ -50,13 +78,22 @@ def after_items(row: dict[str, Any]) -> dict[str, float]:
 
 
 def display_names(named: list[tuple[str, dict[str, Any]]]) -> list[str]:
-    """Each run's recipe title when the titles tell the runs apart, else the given names."""
+    """Each run's recipe title when the titles tell the runs apart, else title and seed, else the
+    given names."""
     titles = [rep.get("title") or name for name, rep in named]
-    return titles if len(set(titles)) == len(titles) else [n for n, _ in named]
+    if len(set(titles)) == len(titles):
+        return titles
+    seeds = [((rep.get("meta") or {}).get("context") or {}).get("seed") for _, rep in named]
+    with_seed = [f"{t} seed {s}" for t, s in zip(titles, seeds)]
+    if None not in seeds and len(set(with_seed)) == len(with_seed):
+        return with_seed
+    return [n for n, _ in named]
 
 
-def compare_reports(named: list[tuple[str, dict[str, Any]]], *, seed: int = 0) -> dict[str, Any]:
-    """Per benchmark: each run's before/after/Δ and its paired test against the first run."""
+def compare_reports(named: list[tuple[str, dict[str, Any]]], *, seed: int = 0, reference_by: str = "first run given",
+                    files: list[str | Path | None] | None = None) -> dict[str, Any]:
+    """Per benchmark: each run's before/after/Δ and its paired test against the first run (the
+    reference). ``files``: each run's report.json, kept so pages can link the runs' reports."""
     names = display_names(named)
     benchmarks: list[str] = []
     for _, rep in named:
@@ -82,5 +119,8 @@ def compare_reports(named: list[tuple[str, dict[str, Any]]], *, seed: int = 0) -
                                             "ci_low": cmp.ci_low, "ci_high": cmp.ci_high, "n": cmp.n}
             cells.append(cell)
         before = next((r.get("before") for r in rows if r is not None), None)
-        out.append({"benchmark": bench, "before": before, "runs": cells})
-    return {"runs": names, "benchmarks": out}
+        noise = next((r["noise"] for r in rows if r is not None and r.get("noise")), None)
+        out.append({"benchmark": bench, "before": before, "noise": noise, "runs": cells})
+    files = files or [None] * len(named)
+    return {"runs": names, "reference": names[0], "reference_by": reference_by,
+            "report_json": [None if f is None else str(Path(f).resolve()) for f in files], "benchmarks": out}

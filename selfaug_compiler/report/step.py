@@ -9,20 +9,22 @@ params:
             ``eval.after.<bench>`` and ``eval.stage<k>.<bench>``, with ``in_domain`` (a list
             of benchmark names, default ["heldout"]) deciding the category.
 inputs: the evaluate steps. Per-item results come from the store (the result cache), keyed by
-the ``model_key`` and ``fingerprint`` each evaluate step puts in its metrics.
+the ``model_key`` and ``fingerprint`` each evaluate step puts in its metrics. The model, recipe,
+seed and training set (rows per source) come from the upstream train and mix steps' recorded
+results (``report/context.py``) and go into ``meta.context``.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from selfaug_compiler.errors import StepFailed
+from selfaug_compiler.files import write_atomic
 from selfaug_compiler.report.build import EvalEntry, build_report, items_by_id
+from selfaug_compiler.report.context import run_context
 from selfaug_compiler.runtime import StepContext, StepResult
 
 _NAME = re.compile(r"^eval\.(before|after|stage(\d+))\.(.+)$")
@@ -58,17 +60,10 @@ def _entry(ctx: StepContext, spec: dict[str, Any]) -> EvalEntry:
                      role=spec.get("role", "score"))
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write to a temporary file beside ``path`` and rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _evaluated_dtype(entries: list[EvalEntry]) -> str | None:
+    """The dtype the fine-tuned model was scored in (evaluate keys models as ``<fingerprint>:<dtype>``)."""
+    keys = [str(e.metrics.get("model_key") or "") for e in sorted(entries, key=lambda e: -e.stage)]
+    return next((k.rsplit(":", 1)[1] for k in keys if ":" in k), None)
 
 
 def write_report(report: dict[str, Any], out_dir: Path) -> dict[str, str]:
@@ -84,11 +79,14 @@ def write_report(report: dict[str, Any], out_dir: Path) -> dict[str, str]:
 def print_report(report: dict[str, Any], files: dict[str, str] | None = None) -> None:
     from rich.console import Console
 
+    from selfaug_compiler.report.context import context_lines
     from selfaug_compiler.report.table import forgetting_table
 
     console = Console()
     if not console.is_terminal:  # piped or captured: do not squeeze the table into 80 columns
         console = Console(width=150)
+    for label, text in context_lines(report):
+        console.print(f"{label}: {text}", highlight=False)
     console.print(forgetting_table(report))
     if files:
         console.print(f"report: {files.get('report_html')}  (data: {files.get('report_json')})")
@@ -100,9 +98,11 @@ def execute(ctx: StepContext) -> StepResult:
     if not specs:
         raise StepFailed(ctx.step.name, "the report step has no evaluation results as input")
     entries = [_entry(ctx, spec) for spec in specs]
+    context = run_context(ctx.plan, ctx.step, ctx.store, recipe_dir=ctx.recipe_dir,
+                          evaluated_dtype=_evaluated_dtype(entries))
     report = build_report(entries, title=params.get("title", ctx.plan.recipe_name), seed=int(params.get("seed", 0)),
                           meta={"recipe_hash": ctx.plan.recipe_hash, "step_id": ctx.step.id,
-                                "stages": ctx.step.params.get("stages") or []})
+                                "stages": ctx.step.params.get("stages") or [], "context": context})
     files = write_report(report, ctx.work_dir)
     return StepResult(metrics={"summary": report["summary"],
                                "benchmarks": {r["benchmark"]: {k: r.get(k) for k in ("before", "after", "delta",

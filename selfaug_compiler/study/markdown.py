@@ -10,7 +10,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from selfaug_compiler.report.table import fmt
+from selfaug_compiler.report.table import NOISE_COLUMN, fmt, noise_cell
 from selfaug_compiler.study.results import ArmResult, Cell
 
 BEGIN = "<!-- selfaug study: generated section begins; `make lab` rewrites it -->"
@@ -72,9 +72,10 @@ def before_row(reports: list[dict[str, Any]], benches: list[tuple[str, str]]) ->
 
 
 def noise_table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| benchmark | items | flipped | flip share (pts) | Δ between the two scorings |", "|---|---|---|---|---|"]
+    """The noise floor per benchmark; its NOISE_COLUMN is the number the report and compare tables show."""
+    lines = [f"| benchmark | items | flipped | {NOISE_COLUMN} | Δ between the two scorings |", "|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['benchmark']} | {r['n']} | {r['flips']} | {r['flip_pts']:.1f} | {r['delta']:+.1f} |")
+        lines.append(f"| {r['benchmark']} | {r['n']} | {r['flips']} | {noise_cell(r)} | {r['delta']:+.1f} |")
     return "\n".join(lines)
 
 
@@ -114,7 +115,7 @@ def machine_lines() -> list[str]:
 
 def replace_section(path: Path, section: str, title: str) -> None:
     """Write ``section`` between the markers of ``path`` (created with a title when absent)."""
-    from selfaug_compiler.report.step import write_atomic
+    from selfaug_compiler.files import write_atomic
 
     block = f"{BEGIN}\n{section.strip()}\n{END}"
     if path.is_file():

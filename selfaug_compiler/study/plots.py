@@ -5,21 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from selfaug_compiler.report.html import new_figure
+from selfaug_compiler.report.html import new_figure, png_bytes
 from selfaug_compiler.study.results import ArmResult
 
 _COLORS = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c", "#ccb974"]
 
 
 def _save(fig: Any, path: Path) -> Path:
-    import matplotlib.pyplot as plt
+    from selfaug_compiler.files import write_atomic
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return write_atomic(path, png_bytes(fig))
 
 
 def delta_plot(arms: list[ArmResult], benches: list[str], path: Path) -> Path:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
+from selfaug_compiler.files import write_atomic
 from selfaug_compiler.report.compare import compare_reports
-from selfaug_compiler.report.table import compare_markdown
+from selfaug_compiler.report.html import render_compare_html
+from selfaug_compiler.report.table import NOISE_MEANING, compare_markdown
 from selfaug_compiler.study import markdown as md
 from selfaug_compiler.study.plots import continual_plot, delta_plot
 from selfaug_compiler.study.results import arm_results, benchmark_order, noise_rows
@@ -47,17 +50,19 @@ def results_section(study: Study, runs: list[StudyRun], results_path: Path, stud
 
     comparison = first_seed_comparison(study, single)
     if comparison is not None:
+        page = write_atomic(figures / "compare.html", render_compare_html(comparison, figures / "compare.html"))
         out.append(f"\n### `selfaug compare`, seed {min(r.key.seed for r in single)}\n")
         out.append("after (Δ vs before, ▼▲ significant vs before); *±k* = differs significantly from "
-                   f"`{spec.reference}` by k points on the same items.\n")
+                   f"`{spec.reference}` (the reference) by k points on the same items. The same table with links "
+                   f"to each run's report: [compare.html]({_rel(page, results_path.parent)}).\n")
         out.append(compare_markdown(comparison))
 
     noise = next((noise_rows(r.report()) for r in runs if noise_rows(r.report())), [])
     if noise:
         out.append("\n## Noise floor\n")
         out.append("The base model scored a second time with its items in reverse order and batch size 7 "
-                   "(regular: 32): items whose pass/fail flips show how far numerics alone move a score. A drop "
-                   "counts only when it exceeds the flip share.\n")
+                   "(regular: 32): items whose pass/fail flips show how far numerics alone move a score. "
+                   f"*{NOISE_MEANING}* (the same number as in each run's report and in `selfaug compare`).\n")
         out.append(md.noise_table(noise))
 
     if continual:
@@ -71,7 +76,8 @@ def results_section(study: Study, runs: list[StudyRun], results_path: Path, stud
         if plot:
             out.append(f"\n![style retention across the continual sequence]({_rel(plot, results_path.parent)})\n")
 
-    out.append(_reproduce(study, results_path))
+    out.append(_run_links(runs, results_path))
+    out.append(_reproduce(study, runs))
     out.append(_times(runs, study_wall_s))
     return "\n".join(out)
 
@@ -82,33 +88,77 @@ def first_seed_comparison(study: Study, runs: list[StudyRun]) -> dict[str, Any] 
     if not single:
         return None
     seed = min(r.key.seed for r in single)
-    named = [(r.key.label, dict(r.report(), title=r.key.label)) for r in single if r.key.seed == seed]
-    if len(named) < 2:
+    chosen = sorted((r for r in single if r.key.seed == seed), key=lambda r: r.key.label != study.spec.reference)
+    if len(chosen) < 2:
         return None
-    return compare_reports(sorted(named, key=lambda kv: kv[0] != study.spec.reference))
+    return compare_reports([(r.key.label, dict(r.report(), title=r.key.label)) for r in chosen],
+                           reference_by="the study's `reference`", files=[r.report_json for r in chosen])
 
 
 def _is_continual(report: dict[str, Any]) -> bool:
     return len((report.get("meta") or {}).get("stages") or []) > 1
 
 
+def project_root(study: Study) -> Path:
+    """The repository the study belongs to: the nearest folder above the study file with a
+    pyproject.toml or .git (else the study folder's parent). Commands in results files are
+    written relative to it, the folder `make` and the README's commands run from."""
+    for folder in [study.folder, *study.folder.parents]:
+        if (folder / "pyproject.toml").is_file() or (folder / ".git").exists():
+            return folder
+    return study.folder.parent
+
+
 def _arm_notes(study: Study) -> str:
     lines = ["\n| arm | recipe | what changes |", "|---|---|---|"]
+    root = project_root(study)
     for arm in study.spec.arms:
-        lines.append(f"| {arm.label} | `{_rel(study.resolve(arm.recipe), study.folder.parent)}` | {arm.note or ''} |")
+        lines.append(f"| {arm.label} | `{_rel(study.resolve(arm.recipe), root)}` | {arm.note or ''} |")
     return "\n".join(lines)
 
 
-def _reproduce(study: Study, results_path: Path) -> str:
-    root = results_path.parent.parent
+def _run_links(runs: list[StudyRun], results_path: Path) -> str:
+    """Every run's own report.html (local files, written by the runs' report steps)."""
+    lines = ["\n## Each run's report\n", "| run | report.html | report.json |", "|---|---|---|"]
+    for run in runs:
+        page = run.report_json.with_name("report.html")
+        html_link = f"[report.html]({_rel(page, results_path.parent)})" if page.is_file() else "–"
+        lines.append(f"| {run.key} | {html_link} | [report.json]({_rel(run.report_json, results_path.parent)}) |")
+    return "\n".join(lines)
+
+
+def make_target(root: Path, study_file: str) -> str | None:
+    """The Makefile target whose recipe runs ``selfaug study run <study_file>``, if any."""
+    makefile = root / "Makefile"
+    if not makefile.is_file():
+        return None
+    target = None
+    for line in makefile.read_text(encoding="utf-8").splitlines():
+        m = re.match(r"^([A-Za-z0-9_.-]+):", line)
+        if m:
+            target = m.group(1)
+        elif line.startswith("\t") and f"study run {study_file}" in line and target:
+            return target
+    return None
+
+
+def _reproduce(study: Study, runs: list[StudyRun]) -> str:
+    """Commands that work from the repository root (paths relative to it, not to the results file)."""
+    root = project_root(study)
     study_file = _rel(study.path, root)
+    target = make_target(root, study_file)
+    ref = next((a for a in study.spec.arms if a.label == study.spec.reference), study.spec.arms[0])
+    seed = min((r.key.seed for r in runs if r.key.label == ref.label), default=(ref.seeds or study.spec.seeds)[0])
+    one_run = (f".venv/bin/selfaug run {_rel(study.resolve(ref.recipe), root)} --set seed={seed} "
+               f"--store {_rel(study.resolve(study.spec.store), root)}")
     return "\n".join([
         "\n## Reproduce\n",
+        "From the repository root:\n",
         "```bash",
-        "make lab                                        # set-up, then the whole study (resumable)",
-        f".venv/bin/selfaug study run {study_file}   # the same, after set-up",
+        *([f"make {target}   # set-up, then the whole study (resumable)"] if target else []),
+        f".venv/bin/selfaug study run {study_file}   # the study, after set-up",
         f".venv/bin/selfaug study run {study_file} --dry-run   # what is cached, what would run",
-        ".venv/bin/selfaug run recipes/lab/sft.yaml --set seed=1 --store .selfaug/lab.duckdb   # one run of it",
+        f"{one_run}   # one run of it ({ref.label}, seed {seed})",
         "```",
         "\nMachine:\n", *md.machine_lines()])
 

@@ -13,10 +13,11 @@ Layout of a job's output folder::
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from selfaug_compiler.files import write_atomic
 
 MODEL_DIR = "model"
 CHECKPOINT_DIR = "checkpoints"
@@ -74,14 +75,6 @@ class TrainOutcome:
         data = json.loads(text)
         data["model_dir"] = Path(data["model_dir"]) if data["model_dir"] else None
         return cls(**data)
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write a small text file so a crash leaves the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def write_rows_jsonl(rows: list[dict[str, Any]], path: Path) -> None:
