@@ -92,6 +92,16 @@ def test_report_html_says_what_the_run_was(lab_report):
     assert "nats per token, that the model gives the held-out gold replies; lower =" in page
 
 
+def test_terminal_report_names_the_run_too(lab_report, capsys):
+    from selfaug_compiler.report.step import print_report
+
+    _, ref, files = lab_report
+    print_report(json.loads(Path(files["report_json"]).read_text()))  # read back: keys sorted in the file
+    out = capsys.readouterr().out
+    assert "model: packaged:smollm2-135m-instruct (evaluated in float32)" in out and "seed: 1" in out
+    assert "6 rows: gold 2 · self 3 · paraphrase 1)" in out  # sources in their usual order, not alphabetical
+
+
 def test_gains_are_not_shown_as_negative_drops(lab_report, capsys):
     _, _, files = lab_report
     report = json.loads(Path(files["report_json"]).read_text())

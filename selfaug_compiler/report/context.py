@@ -42,9 +42,7 @@ def ancestors(plan: Plan, step: Step) -> list[Step]:
 def source_counts(store: Any, ref: str) -> tuple[Any, dict[str, int]]:
     """(version, rows per ``source``) of a dataset version, sources in the canonical order."""
     version = store.resolve(ref)
-    counts = Counter(store.read(version).column("source").to_pylist())
-    order = [s for s in SOURCE_ORDER if s in counts] + sorted(s for s in counts if s not in SOURCE_ORDER)
-    return version, {s: counts[s] for s in order}
+    return version, _ordered(Counter(store.read(version).column("source").to_pylist()))
 
 
 def _training_set(store: Any, plan: Plan, train: Step) -> dict[str, Any] | None:
@@ -99,9 +97,15 @@ def run_context(plan: Plan, step: Step, store: Any, *, recipe_dir: Path | None =
             "stages": stages}
 
 
+def _ordered(counts: dict[str, int]) -> dict[str, int]:
+    """Sources in SOURCE_ORDER, unknown ones after (report.json is written with sorted keys)."""
+    order = [s for s in SOURCE_ORDER if s in counts] + sorted(s for s in counts if s not in SOURCE_ORDER)
+    return {s: counts[s] for s in order}
+
+
 def mix_text(by_source: dict[str, int]) -> str:
-    """``gold 6 · self 237 · paraphrase 157`` (rows per source)."""
-    return " · ".join(f"{source} {n}" for source, n in by_source.items())
+    """``gold 6 · self 237 · paraphrase 157`` (rows per source, in SOURCE_ORDER)."""
+    return " · ".join(f"{source} {n}" for source, n in _ordered(by_source).items())
 
 
 def context_lines(report: dict[str, Any]) -> list[tuple[str, str]]:
