@@ -60,7 +60,10 @@ def before_after_axes(rows: list[dict[str, Any]]):
             ax.text(x, top + 1, mark, ha="center", va="bottom", fontsize=12, clip_on=True)
         if r.get("chance"):
             ax.hlines(r["chance"], x - 0.4, x + 0.4, colors="gray", linestyles="dotted")
-    ax.set_ylim(0, max(tops + [1.0]) * 1.2 + 5)  # headroom for the marks (about 8 % of the height)
+    top = max(tops + [1.0]) * 1.2 + 5  # headroom for the marks (about 8 % of the height)
+    ax.set_ylim(0, top)
+    if top > 100:
+        ax.set_yticks(range(0, 101, 20))  # no "120 %" tick above a percentage scale
     ax.set_xticks(list(xs), [r["benchmark"] for r in rows], rotation=20, ha="right")
     ax.set_ylabel("accuracy (%)")
     ax.set_title("Before / after fine-tuning (dotted: chance; * significant)")
