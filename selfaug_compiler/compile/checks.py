@@ -3,7 +3,9 @@
 ``check_recipe(loaded)`` returns a ``CheckReport``: problems (errors and warnings, each with the
 file:line:column of the recipe value at fault), the resolved model facts and the budget.
 Checks: data files exist and hold the mapped fields; packaged names exist; templates exist and
-render on a sample row; the model resolves and fits the training settings (``model_checks``);
+render on a sample row (and a chat template on a sample conversation) in the bounded sandbox;
+every file the recipe names lies inside its project unless the user opted in (``recipe/paths.py``);
+the model resolves and fits the training settings (``model_checks``);
 method parameters agree with the task; the budget (``budget``).
 """
 
@@ -18,10 +20,17 @@ from selfaug_compiler.compile.budget import estimate_budget
 from selfaug_compiler.compile.benchmark_checks import check_benchmarks
 from selfaug_compiler.compile.known_benchmarks import installed_task_sources
 from selfaug_compiler.compile.model_info import ModelInfo
-from selfaug_compiler.compile.templates import render_template, resolve_template, template_context
+from selfaug_compiler.compile.templates import (
+    render_chat_template,
+    render_template,
+    resolve_template,
+    template_context,
+    template_error_text,
+)
 from selfaug_compiler.errors import Problem
 from selfaug_compiler.recipe.diagnostics import dotted, suggest
 from selfaug_compiler.recipe.loader import LoadedRecipe
+from selfaug_compiler.recipe.paths import outside_hint, outside_project, project_root
 from selfaug_compiler.recipe.schema import FieldMap, FileSource, HFSource, PackagedSource, StageSpec
 
 
@@ -49,11 +58,20 @@ class Checker:
         self.loaded = loaded
         self.recipe = loaded.recipe
         self.report = CheckReport(file=str(loaded.path))
+        self.project = project_root(loaded.path)
 
     def add(self, path: tuple[Any, ...], message: str, severity: str = "error", **details: Any) -> None:
         problem = Problem(message, location=self.loaded.where(*path), field=dotted(path), severity=severity, **details)
         if problem not in self.report.problems:  # a shared section checked once per stage
             self.report.problems.append(problem)
+
+    def outside(self, at: tuple[Any, ...], path: Path, what: str) -> bool:
+        """True (and a problem) when a file the recipe names lies outside its project."""
+        if not outside_project(path, self.project):
+            return False
+        self.add(at, f"{what} `{path}` is outside the recipe's project ({self.project})",
+                 expected=f"a path inside {self.project}", found=str(path.resolve()), hint=outside_hint())
+        return True
 
     # paths of a stage's sections in the recipe (for locations)
     def task_path(self, i: int) -> tuple[Any, ...]:
@@ -88,6 +106,8 @@ class Checker:
             return self._check_packaged_source(source, fields, at)
         if isinstance(source, HFSource):
             local = self.loaded.base_dir / source.path
+            if local.exists() and self.outside(at + ("source", "path"), local, "dataset folder"):
+                return []
             if not local.exists() and source.path.count("/") != 1:
                 self.add(at + ("source", "path"), f"`{source.path}` is neither a local dataset folder nor a hub id",
                          expected="a folder saved with save_to_disk, or org/name", found=source.path)
@@ -95,6 +115,8 @@ class Checker:
 
     def _check_file_source(self, source: FileSource, fields: FieldMap, at: tuple[Any, ...]) -> list[dict[str, Any]]:
         path = self.loaded.base_dir / source.path
+        if self.outside(at + ("source", "path"), path, "data file"):
+            return []
         if not path.is_file():
             self.add(at + ("source", "path"), f"data file `{source.path}` does not exist",
                      expected=f"a file relative to the recipe's folder ({self.loaded.base_dir})", found=str(path),
@@ -152,7 +174,8 @@ class Checker:
                                    system_prompt=task.system_prompt or "")
         if aug.method == "sa_sft":
             self.check_template(aug.template, at + ("template",), context)
-            if isinstance(aug.topics, str) and not (self.loaded.base_dir / aug.topics).is_file():
+            topics = self.loaded.base_dir / aug.topics if isinstance(aug.topics, str) else None
+            if topics is not None and not self.outside(at + ("topics",), topics, "topics file") and not topics.is_file():
                 self.add(at + ("topics",), f"topics file `{aug.topics}` does not exist", found=aug.topics,
                          expected="a text file with one topic a line, a list, or nothing (built-in topics)")
         elif aug.method == "s3ft":
@@ -183,12 +206,13 @@ class Checker:
             self.add(at, f"template `{name}` does not exist", found=name,
                      expected="a jinja2 file next to the recipe or under the project's templates/ folder")
             return
+        if self.outside(at, path, "template"):
+            return
         try:
             render_template(path, context)
-        except Exception as exc:  # jinja2 syntax, undefined variables, sandbox violations
-            line = getattr(exc, "lineno", None)
-            where = f"{path.name}:{line}" if line else path.name
-            self.add(at, f"template `{name}` does not render on a sample row ({where}): {exc}",
+        except Exception as exc:  # jinja2 syntax, undefined variables, sandbox limits, not a text file
+            self.add(at, f"template `{name}` does not render on a sample row ({path.name}, "
+                     f"{template_error_text(exc)})",
                      expected="variables among: " + ", ".join(sorted(context)), found=type(exc).__name__)
 
     # ------------------------------------------------------------------ eval, model
@@ -196,10 +220,22 @@ class Checker:
         check_benchmarks(self)  # compile/benchmark_checks.py: names, custom files, lm_eval tasks
 
     def check_chat_template(self) -> None:
-        name = self.recipe.model.chat_template
-        if name and not (self.loaded.base_dir / name).is_file():
-            self.add(("model", "chat_template"), f"chat template `{name}` does not exist", found=name,
-                     expected="a jinja file relative to the recipe")
+        name, at = self.recipe.model.chat_template, ("model", "chat_template")
+        if not name:
+            return
+        path = self.loaded.base_dir / name
+        if self.outside(at, path, "chat template"):
+            return
+        if not path.is_file():
+            self.add(at, f"chat template `{name}` does not exist", found=name, expected="a jinja file relative to the recipe")
+            return
+        system = next((s.task.system_prompt for s in self.recipe.stage_list() if s.task.system_prompt), None)
+        try:
+            render_chat_template(path, system)
+        except Exception as exc:  # as check_template
+            self.add(at, f"chat template `{name}` does not render a sample conversation ({template_error_text(exc)})",
+                     expected="a chat template over `messages` (role, content) and `add_generation_prompt`",
+                     found=type(exc).__name__)
 
 
 def check_recipe(loaded: LoadedRecipe) -> CheckReport:

@@ -63,9 +63,26 @@ def _problem(err: dict[str, Any], root: LNode, model: type[BaseModel]) -> Proble
         _message(err),
         location=loc,
         field=dotted(found_path),
-        expected=_expected(err),
+        expected=_allowed_range(model, root, found_path, kind) or _expected(err),
         found=_found(err.get("input")),
     )
+
+
+_BOUND_ERRORS = ("greater_than", "greater_than_equal", "less_than", "less_than_equal")
+
+
+def _allowed_range(model: type[BaseModel], root: LNode, path: tuple[Any, ...], kind: str) -> str | None:
+    """For an out-of-range number, both ends of the field's range ("a value > 0 and <= 1000")."""
+    if kind not in _BOUND_ERRORS or not path or not isinstance(path[-1], str):
+        return None
+    from selfaug_compiler.recipe.located import to_plain
+
+    parent = model_at(model, to_plain(root), path[:-1])
+    info = parent.model_fields.get(path[-1]) if parent else None
+    bounds = [f"{word} {getattr(m, attr)}" for m in (info.metadata if info else [])
+              for attr, word in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<="))
+              if getattr(m, attr, None) is not None]
+    return "a value " + " and ".join(bounds) if bounds else None
 
 
 def _unknown_key(err: dict[str, Any], root: LNode, parent: tuple[Any, ...], model: type[BaseModel]) -> Problem:

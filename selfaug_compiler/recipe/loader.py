@@ -14,6 +14,12 @@ relative paths in a recipe (data files, templates) are relative to the recipe fi
 command line. ``--set`` values are parsed as YAML (``--set train.lr=1e-4``,
 ``--set eval.retention=[piqa,sciq]``) and validated like the file; their errors name the
 ``--set`` argument.
+
+Limits, each refused with one message: YAML nesting and alias expansion (``located.py``:
+``MAX_DEPTH`` levels, ``MAX_NODES`` values for the recipe and all its bases together), a file
+over ``MAX_FILE_BYTES``, an ``extends`` graph of more than ``MAX_EXTENDS_FILES`` file loads
+(a base named twice counts twice, so repeated diamonds cannot fan out) or ``MAX_EXTENDS_DEPTH``
+levels. Bases must lie inside the recipe's project (``paths.py``) unless the user opts in.
 """
 
 from __future__ import annotations
@@ -28,10 +34,13 @@ from pydantic import ValidationError
 from selfaug_compiler.errors import Location, Problem, SelfaugError
 from selfaug_compiler.recipe.diagnostics import dotted, problems_from_validation
 from selfaug_compiler.recipe.located import (
+    MAX_DEPTH,
+    MAX_NODES,
     LList,
     LMap,
     LNode,
     LScalar,
+    check_yaml_limits,
     deep_merge,
     from_plain,
     locate,
@@ -39,9 +48,22 @@ from selfaug_compiler.recipe.located import (
     set_path,
     to_plain,
 )
+from selfaug_compiler.recipe.paths import outside_hint, outside_project, project_root
 from selfaug_compiler.recipe.schema import Recipe
 
 EXTENDS = "extends"
+MAX_FILE_BYTES = 1 << 20  # a recipe is a few KiB
+MAX_EXTENDS_FILES = 32  # file loads in one recipe's extends graph, repeats included
+MAX_EXTENDS_DEPTH = 8
+
+
+@dataclass
+class _Loading:
+    """What one ``load_recipe`` call has read so far (the limits span every extends file)."""
+
+    root: Path  # the top recipe's project: bases must stay inside it
+    files: list[Path]
+    nodes: int = 0
 
 
 @dataclass
@@ -66,7 +88,7 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> LoadedR
     """Read, merge and validate a recipe; raises ``SelfaugError`` on any user mistake."""
     path = Path(path)
     files: list[Path] = []
-    tree = _load_with_extends(path, stack=[], files=files)
+    tree = _load_with_extends(path, stack=[], state=_Loading(project_root(path), files))
     for arg in overrides or []:
         _apply_set(tree, arg)
     data = to_plain(tree)
@@ -86,6 +108,13 @@ def read_text(path: Path, *, named_at: Location | None = None, what: str = "reci
             problems=None, file=loc.file, line=loc.line, column=loc.column,
             expected=f"a {what} YAML file", found=str(path), hint="check the path (relative paths start at the including file)",
         )
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise SelfaugError(
+            f"{what} file is {size:,} bytes; the limit is {MAX_FILE_BYTES:,}", file=str(path), line=loc.line,
+            expected=f"a {what} YAML file of at most {MAX_FILE_BYTES >> 10} KiB", found=f"{size:,} bytes",
+            hint="is this the right file? data belongs in a data file the recipe names",
+        )
     raw = path.read_bytes()
     try:
         text = raw.decode("utf-8")
@@ -104,8 +133,10 @@ def read_text(path: Path, *, named_at: Location | None = None, what: str = "reci
     return text
 
 
-def _load_with_extends(path: Path, stack: list[Path], files: list[Path], named_at: Location | None = None) -> LMap:
+def _load_with_extends(path: Path, stack: list[Path], state: _Loading, named_at: Location | None = None) -> LMap:
     resolved = path.resolve()
+    if named_at is not None:
+        _check_base(path, stack, state, named_at)
     if resolved in stack:
         chain = " -> ".join(str(p.name) for p in stack[stack.index(resolved):] + [resolved])
         loc = named_at or Location(str(path))
@@ -113,12 +144,12 @@ def _load_with_extends(path: Path, stack: list[Path], files: list[Path], named_a
             f"`extends` forms a cycle: {chain}", file=loc.file, line=loc.line, column=loc.column,
             expected="a chain of bases that ends", found=chain, hint="remove one `extends` from the cycle",
         )
-    tree = _parse_file(path, named_at)
-    files.append(path)
+    tree = _parse_file(path, named_at, state)
+    state.files.append(path)
     merged: LNode | None = None
     for base_name, base_loc in _extends_of(tree, path):
         base_path = path.parent / base_name
-        base = _load_with_extends(base_path, stack + [resolved], files, named_at=base_loc)
+        base = _load_with_extends(base_path, stack + [resolved], state, named_at=base_loc)
         merged = base if merged is None else deep_merge(merged, base)
     if EXTENDS in tree.items:
         del tree.items[EXTENDS]
@@ -128,9 +159,33 @@ def _load_with_extends(path: Path, stack: list[Path], files: list[Path], named_a
     return result
 
 
-def _parse_file(path: Path, named_at: Location | None) -> LMap:
+def _check_base(path: Path, stack: list[Path], state: _Loading, at: Location) -> None:
+    """An ``extends`` base: inside the project, within the graph limits."""
+    where = dict(file=at.file, line=at.line, column=at.column, field=EXTENDS)
+    if outside_project(path, state.root):
+        raise SelfaugError(
+            f"`extends` names `{path}`, outside the recipe's project ({state.root})", **where,
+            expected=f"a recipe file inside {state.root}", found=str(path.resolve()), hint=outside_hint(),
+        )
+    if len(stack) >= MAX_EXTENDS_DEPTH:
+        raise SelfaugError(
+            f"`extends` chain is more than {MAX_EXTENDS_DEPTH} files deep", **where,
+            expected=f"at most {MAX_EXTENDS_DEPTH} levels of bases", found=" -> ".join(p.name for p in stack),
+            hint="let a recipe extend one shared base instead of a long chain",
+        )
+    if len(state.files) >= MAX_EXTENDS_FILES:
+        raise SelfaugError(
+            f"`extends` reads more than {MAX_EXTENDS_FILES} files (a base named by several recipes is read "
+            "each time)", **where,
+            expected=f"at most {MAX_EXTENDS_FILES} file loads for one recipe", found=f"{len(state.files)} loads so far",
+            hint="name each base once; repeated diamonds of `extends` multiply the loads",
+        )
+
+
+def _parse_file(path: Path, named_at: Location | None, state: _Loading) -> LMap:
     text = read_text(path, named_at=named_at)
-    tree = parse_yaml(text, str(path))
+    tree = parse_yaml(text, str(path), budget=MAX_NODES - state.nodes)
+    state.nodes += _size(tree)
     if tree is None:
         raise SelfaugError(
             "recipe is empty", file=str(path), line=1, column=1,
@@ -138,7 +193,8 @@ def _parse_file(path: Path, named_at: Location | None) -> LMap:
             hint="start from recipes/default.yaml",
         )
     if not isinstance(tree, LMap):
-        shape = "a list" if isinstance(tree, LList) else f"a single value {tree.value!r}" if isinstance(tree, LScalar) else "?"
+        # the type only: the file may not be a recipe at all, and its content is not ours to print
+        shape = "a list" if isinstance(tree, LList) else f"a single {type(tree.value).__name__} value"
         raise SelfaugError(
             "a recipe must be a mapping of sections", file=str(path), line=tree.loc.line, column=tree.loc.column,
             expected="`name:`, `task:`, `augment:`, ... at the top level", found=shape,
@@ -163,10 +219,28 @@ def _extends_of(tree: LMap, path: Path) -> list[tuple[str, Location]]:
     return out
 
 
+def _size(node: LNode | None) -> int:
+    """Values in a tree (iterative: the depth is bounded, but this stays safe regardless)."""
+    count, todo = 0, [node] if node is not None else []
+    while todo:
+        item = todo.pop()
+        count += 1
+        if isinstance(item, LMap):
+            todo.extend(item.items.values())
+        elif isinstance(item, LList):
+            todo.extend(item.items)
+    return count
+
+
 def _apply_set(tree: LMap, arg: str) -> None:
     where = Location(f"--set {arg}")
     key, sep, raw = arg.partition("=")
     key = key.strip()
+    if sep and key.count(".") >= MAX_DEPTH:
+        raise SelfaugError(problems=[Problem(
+            f"--set key is more than {MAX_DEPTH} fields deep", location=where, field=key[:80],
+            expected="a field path such as train.lr", found=f"{key.count('.') + 1} parts",
+        )])
     if not sep or not key or any(not part for part in key.split(".")):
         raise SelfaugError(
             problems=[Problem(
@@ -174,7 +248,13 @@ def _apply_set(tree: LMap, arg: str) -> None:
             )]
         )
     try:
+        check_yaml_limits(raw, str(where))
         value = yaml.safe_load(raw) if raw.strip() else ""
+    except ValueError as exc:  # an integer of more than 4300 digits
+        raise SelfaugError(problems=[Problem(
+            f"the value of --set {key} cannot be read: {str(exc).split(';')[0]}", location=where, field=key,
+            expected="a number of ordinary size", found=f"{len(raw):,} characters",
+        )]) from None
     except yaml.YAMLError as exc:
         raise SelfaugError(
             problems=[Problem(

@@ -4,6 +4,12 @@ PyYAML's ``compose`` keeps marks on nodes; we convert that node tree into ``LMap
 ``LScalar`` so layers (defaults, ``extends`` chain, the recipe, ``--set``) can be merged while each
 value keeps the place it came from. ``to_plain`` gives the data pydantic validates; ``locate``
 maps a field path back to the place a user can fix.
+
+Limits (``check_yaml_limits``, applied before anything is built): at most ``MAX_DEPTH`` levels
+of nested mappings/lists, at most ``MAX_NODES`` values once every alias (``*name``) is expanded,
+and no alias inside the collection it names. A recipe is a few dozen values six levels deep; these
+bounds refuse "billion laughs" alias bombs and deeply nested input with one message in
+milliseconds, before PyYAML's recursive composer or our conversion could blow the stack.
 """
 
 from __future__ import annotations
@@ -47,8 +53,80 @@ def _loc(file: str, mark: Any) -> Location:
     return Location(file, mark.line + 1, mark.column + 1)
 
 
-def parse_yaml(text: str, file: str) -> LNode | None:
-    """Compose YAML text into located nodes; None for an empty document."""
+MAX_DEPTH = 64  # nested mappings/lists
+MAX_NODES = 100_000  # values after alias expansion, per recipe (all extends files together)
+
+_OPENERS = (yaml.MappingStartEvent, yaml.SequenceStartEvent)
+_CLOSERS = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
+
+
+def check_yaml_limits(text: str, file: str, budget: int = MAX_NODES) -> int:
+    """Scan YAML events (no tree is built) and refuse input over the limits; returns the number
+    of values after alias expansion. Syntax errors are left to the composer's own message."""
+    loader = _Loader(text)
+    count, depth = 0, 0
+    open_: list[list[Any]] = []  # [anchor, count at start, depth at start, deepest inside]
+    sizes: dict[str, tuple[int, int]] = {}  # anchor -> (values, levels it adds)
+    try:
+        while True:
+            event = loader.get_event()
+            if event is None or isinstance(event, yaml.StreamEndEvent):
+                break
+            if isinstance(event, _OPENERS):
+                count, depth = count + 1, depth + 1
+                if depth > MAX_DEPTH:
+                    raise _too_deep(file, event.start_mark)
+                open_.append([event.anchor, count - 1, depth, depth])
+            elif isinstance(event, _CLOSERS):
+                anchor, start, first, deepest = open_.pop()
+                if open_:
+                    open_[-1][3] = max(open_[-1][3], deepest)
+                if anchor:
+                    sizes[anchor] = (count - start, deepest - first + 1)
+                depth -= 1
+            elif isinstance(event, yaml.ScalarEvent):
+                count += 1
+                if event.anchor:
+                    sizes[event.anchor] = (1, 0)
+            elif isinstance(event, yaml.AliasEvent):
+                if any(entry[0] == event.anchor for entry in open_):
+                    raise _limit_error(file, event.start_mark, f"alias `*{event.anchor}` refers to a collection "
+                                       "that contains it (a recursive structure)", "aliases to finished values only",
+                                       f"*{event.anchor} inside &{event.anchor}", "repeat the value instead of the alias")
+                values, levels = sizes.get(event.anchor, (1, 0))
+                count += values
+                if depth + levels > MAX_DEPTH:
+                    raise _too_deep(file, event.start_mark)
+                if open_:
+                    open_[-1][3] = max(open_[-1][3], depth + levels)
+            if count > budget:
+                raise _limit_error(file, event.start_mark, f"YAML expands to more than {budget:,} values "
+                                   "(aliases are counted each time they are used)",
+                                   f"at most {MAX_NODES:,} values in a recipe with its extends files",
+                                   "an alias bomb or an oversized file", "remove the nested aliases; list data "
+                                   "belongs in a data file, not in the recipe")
+    except yaml.YAMLError:
+        pass  # parse_yaml reports it with the usual message
+    finally:
+        loader.dispose()
+    return count
+
+
+def _too_deep(file: str, mark: Any) -> SelfaugError:
+    return _limit_error(file, mark, f"YAML nested more than {MAX_DEPTH} levels deep",
+                        f"at most {MAX_DEPTH} levels of nested mappings and lists (a recipe needs about 6)",
+                        f"more than {MAX_DEPTH} levels", "flatten the structure")
+
+
+def _limit_error(file: str, mark: Any, message: str, expected: str, found: str, hint: str) -> SelfaugError:
+    return SelfaugError(message, file=file, line=mark.line + 1 if mark else None,
+                        column=mark.column + 1 if mark else None, expected=expected, found=found, hint=hint)
+
+
+def parse_yaml(text: str, file: str, budget: int = MAX_NODES) -> LNode | None:
+    """Compose YAML text into located nodes; None for an empty document. Input over the limits
+    (``check_yaml_limits``) is refused before it is composed."""
+    check_yaml_limits(text, file, budget)
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
@@ -66,6 +144,9 @@ def parse_yaml(text: str, file: str) -> LNode | None:
         ) from None
     except yaml.YAMLError as exc:
         raise SelfaugError(f"not valid YAML: {exc}", file=file, hint="is this a text YAML file?") from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise SelfaugError(f"a value cannot be read: {str(exc).split(';')[0]}", file=file,
+                           expected="numbers of ordinary size", hint="quote it if it is meant as text") from None
     finally:
         loader.dispose()
 

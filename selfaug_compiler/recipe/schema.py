@@ -7,9 +7,10 @@ runs (*speed*, marked with ``speed_field``). Plan ids hash the content fields on
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 SPEED = "speed"
 TargetSource = Literal["gold", "self", "paraphrase", "rewrite", "self_dialogue", "replay"]
@@ -23,8 +24,20 @@ def speed_field(default: Any = ..., **kwargs: Any) -> Any:
     return Field(default, json_schema_extra=extra, **kwargs)
 
 
+# Upper bounds: every number a recipe gives is bounded, so that a typo (``epochs: 1e23``) is an
+# error at validate, not a run that never ends or a job that asks for an impossible machine.
+SEED_MAX = 2**32 - 1  # numpy's seed range
+TOKENS_MAX = 32_768  # new tokens per generation
+LENGTH_MAX = 131_072  # tokens per training example
+ROWS_MAX = 10_000_000  # rows of a split, items of a benchmark, generated dialogues
+BATCH_MAX = 65_536
+PROCESSES_MAX = 1_024
+LAYER_MAX = 10_000
+Seed = Annotated[int, Field(ge=0, le=SEED_MAX)]
+
+
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", validate_default=True, frozen=True, allow_inf_nan=False)
 
 
 # ----------------------------------------------------------------------------- model
@@ -70,9 +83,9 @@ class FieldMap(Strict):
 class Split(Strict):
     """A fixed, seeded train/held-out split of the source rows."""
 
-    train: int | None = Field(None, ge=1, description="rows for training (None: all that remain)")
-    heldout: int = Field(0, ge=0, description="rows held out for in-domain evaluation")
-    seed: int = 0
+    train: int | None = Field(None, ge=1, le=ROWS_MAX, description="rows for training (None: all that remain)")
+    heldout: int = Field(0, ge=0, le=ROWS_MAX, description="rows held out for in-domain evaluation")
+    seed: Seed = 0
 
 
 class TaskSpec(Strict):
@@ -88,7 +101,7 @@ class TaskSpec(Strict):
 class Sampling(Strict):
     temperature: float = Field(0.7, ge=0.0, le=5.0)
     top_p: float = Field(0.9, gt=0.0, le=1.0)
-    max_new_tokens: int = Field(256, ge=1)
+    max_new_tokens: int = Field(256, ge=1, le=TOKENS_MAX)
 
 
 class Greedy(Sampling):
@@ -100,7 +113,7 @@ class JudgeSpec(Strict):
     kind: Literal["numeric", "code_exec", "choice", "embedding", "model"] = "numeric"
     threshold: float = Field(0.8, ge=-1.0, le=1.0, description="embedding similarity needed (embedding judge)")
     template: str = Field("prompts/judge.j2", description="prompt for the model-as-judge")
-    timeout_s: float = speed_field(5.0, gt=0, description="per-sample limit for code execution")
+    timeout_s: float = speed_field(5.0, gt=0, le=600, description="per-sample limit for code execution")
 
 
 class NoAugment(Strict):
@@ -115,9 +128,9 @@ class SaSftParams(Strict):
     """
 
     method: Literal["sa_sft"] = "sa_sft"
-    seed: int = Field(0, description="sampling seed of the generated data, apart from the recipe seed: runs that "
+    seed: Seed = Field(0, description="sampling seed of the generated data, apart from the recipe seed: runs that "
                       "differ only in the recipe (training) seed share their generated data")
-    n_dialogues: int | None = Field(None, ge=1)
+    n_dialogues: int | None = Field(None, ge=1, le=ROWS_MAX)
     ratio: float = Field(0.5, gt=0.0, le=10.0)
     turns: int = Field(1, ge=1, le=8)
     sampling: Sampling = Sampling()
@@ -130,7 +143,7 @@ class S3ftParams(Strict):
     """S3FT: keep the model's own correct answer, else its paraphrase of gold, else gold."""
 
     method: Literal["s3ft"] = "s3ft"
-    seed: int = Field(0, description="sampling seed of the generated data, apart from the recipe seed: runs that "
+    seed: Seed = Field(0, description="sampling seed of the generated data, apart from the recipe seed: runs that "
                       "differ only in the recipe (training) seed share their generated data")
     judge: JudgeSpec = JudgeSpec()
     answer: Greedy = Greedy()
@@ -143,7 +156,7 @@ class SdftParams(Strict):
     """SDFT: the seed model rewrites each gold answer; leaks and changed answers keep gold."""
 
     method: Literal["sdft"] = "sdft"
-    seed: int = Field(0, description="sampling seed of the generated data, apart from the recipe seed: runs that "
+    seed: Seed = Field(0, description="sampling seed of the generated data, apart from the recipe seed: runs that "
                       "differ only in the recipe (training) seed share their generated data")
     sampling: Greedy = Greedy()
     template: str = "prompts/rewrite.j2"
@@ -173,8 +186,8 @@ AugmentSpec = Annotated[
 
 # ----------------------------------------------------------------------------- training
 class LoraSpec(Strict):
-    r: int = Field(8, ge=1)
-    alpha: int = Field(16, ge=1)
+    r: int = Field(8, ge=1, le=4_096)
+    alpha: int = Field(16, ge=1, le=65_536)
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
     target_modules: list[str] = ["q_proj", "v_proj"]
 
@@ -183,21 +196,31 @@ class FreezeSpec(Strict):
     layers: str | list[int] = Field("0-15", description='indices or ranges: "0-15", "0,2,4-6", or a list')
     embeddings: bool = True
 
+    @field_validator("layers")
+    @classmethod
+    def _bounded_layers(cls, value: str | list[int]) -> str | list[int]:
+        numbers = value if isinstance(value, list) else [int(n) if len(n) < 7 else LAYER_MAX + 1 for n in re.findall(r"\d+", value)]
+        if isinstance(value, str) and not re.fullmatch(r"\s*\d+(\s*-\s*\d+)?(\s*,\s*\d+(\s*-\s*\d+)?)*\s*", value[:1000]):
+            raise ValueError(f'layers must be indices and ranges such as "0-15" or "0,2,4-6", not {value[:40]!r}')
+        if any(not 0 <= n <= LAYER_MAX for n in numbers):
+            raise ValueError(f"layer numbers run from 0 to {LAYER_MAX:,}")
+        return value
+
 
 class TrainSpec(Strict):
     method: Literal["full", "lora", "freeze"] = "full"
     lr: float = Field(1e-4, gt=0.0, le=1.0)
-    epochs: float = Field(2.0, gt=0.0)
-    batch_size: int = Field(8, ge=1, description="global batch (micro batch x processes x accumulation)")
+    epochs: float = Field(2.0, gt=0.0, le=1_000)
+    batch_size: int = Field(8, ge=1, le=BATCH_MAX, description="global batch (micro batch x processes x accumulation)")
     scheduler: Literal["cosine", "linear", "constant"] = "cosine"
     warmup_ratio: float = Field(0.03, ge=0.0, lt=1.0)
-    weight_decay: float = Field(0.0, ge=0.0)
-    max_grad_norm: float = Field(1.0, gt=0.0)
-    max_length: int = Field(512, ge=16, description="tokens per example (prompt + response)")
+    weight_decay: float = Field(0.0, ge=0.0, le=10.0)
+    max_grad_norm: float = Field(1.0, gt=0.0, le=1e6)
+    max_length: int = Field(512, ge=16, le=LENGTH_MAX, description="tokens per example (prompt + response)")
     packing: bool = False
     lora: LoraSpec = LoraSpec()
     freeze: FreezeSpec = FreezeSpec()
-    save_every_steps: int = speed_field(50, ge=1, description="checkpoint interval (resume granularity)")
+    save_every_steps: int = speed_field(50, ge=1, le=ROWS_MAX, description="checkpoint interval (resume granularity)")
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -212,9 +235,9 @@ class EvalSpec(Strict):
     retention: list[str] = ["arc_easy", "piqa", "hellaswag", "sciq"]
     in_domain: list[str] = Field(["heldout"], description='"heldout" = the task\'s held-out split')
     custom: list[CustomBenchmark] = []
-    limit: int | None = Field(200, ge=1, description="items per benchmark, a fixed subset chosen by seed")
-    max_new_tokens: int = Field(256, ge=1)
-    seed: int = 0
+    limit: int | None = Field(200, ge=1, le=ROWS_MAX, description="items per benchmark, a fixed subset chosen by seed")
+    max_new_tokens: int = Field(256, ge=1, le=TOKENS_MAX)
+    seed: Seed = 0
     noise_floor: bool = Field(False, description="score the base model a second time (reversed order, batch size 7): "
                               "the share of items that flip between the two is the noise floor a drop must exceed")
 
@@ -227,9 +250,9 @@ class StoreSpec(Strict):
 class SlurmSpec(Strict):
     partition: str | None = speed_field(None)
     time: str = speed_field("04:00:00")
-    nodes: int = speed_field(1, ge=1)
-    gpus_per_node: int = speed_field(1, ge=0)
-    cpus_per_task: int = speed_field(8, ge=1)
+    nodes: int = speed_field(1, ge=1, le=PROCESSES_MAX)
+    gpus_per_node: int = speed_field(1, ge=0, le=64)
+    cpus_per_task: int = speed_field(8, ge=1, le=PROCESSES_MAX)
 
 
 class ExecutionSpec(Strict):
@@ -237,10 +260,10 @@ class ExecutionSpec(Strict):
 
     launcher: Literal["local", "accelerate", "slurm"] = speed_field("local")
     device: Literal["auto", "cpu", "cuda"] = speed_field("auto")
-    num_processes: int = speed_field(1, ge=1)
-    micro_batch_size: int = speed_field(8, ge=1)
-    generate_batch_size: int = speed_field(16, ge=1)
-    eval_batch_size: int = speed_field(16, ge=1)
+    num_processes: int = speed_field(1, ge=1, le=PROCESSES_MAX)
+    micro_batch_size: int = speed_field(8, ge=1, le=BATCH_MAX)
+    generate_batch_size: int = speed_field(16, ge=1, le=BATCH_MAX)
+    eval_batch_size: int = speed_field(16, ge=1, le=BATCH_MAX)
     slurm: SlurmSpec = speed_field(SlurmSpec())
 
 
@@ -255,7 +278,7 @@ class StageSpec(Strict):
 
 class Recipe(Strict):
     name: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$")
-    seed: int = 1234
+    seed: Seed = 1234
     model: ModelSpec = ModelSpec()
     task: TaskSpec | None = None
     stages: list[StageSpec] | None = Field(None, description="a continual sequence of tasks")
