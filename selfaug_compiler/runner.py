@@ -193,7 +193,7 @@ class Runner:
         return open_store(self.store_path)
 
     def cached_result(self, step: Step) -> StepResult | None:
-        if step.name in self.force:
+        if step.name in self.force or not self.store_path.exists():  # --dry-run creates no store
             return None
         with self._store() as store:
             data = store.step_result(step.id)

@@ -11,10 +11,12 @@ import sys
 
 import typer
 
+from selfaug_compiler.cli.help_style import ClickStyleGroup
 from selfaug_compiler.errors import SelfaugError, StepFailed
 
 app = typer.Typer(
     name="selfaug",
+    cls=ClickStyleGroup,  # `--help` shows flags as flags and TARGET, not `<bool>` and `{target}`
     help="Fine-tune without forgetting: recipes, plans, versioned datasets, forgetting reports.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,

@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Iterator, Optional
 
 import typer
 
+from selfaug_compiler.cli.store_note import other_stores
 from selfaug_compiler.errors import SelfaugError
 
 data_app = typer.Typer(help="Versioned datasets in the store: import, inspect, diff, export.",
@@ -28,10 +30,35 @@ def _data(ctx: typer.Context, store: StoreOpt = None) -> None:
     ctx.obj = {"store": store}
 
 
-def _open(ctx: typer.Context, store: str | None, *, read_only: bool):
+def _store_path(ctx: typer.Context, store: str | None) -> Path:
+    """The store this command uses, absolute: --store > $SELFAUG_STORE > .selfaug/store.duckdb."""
+    from selfaug_compiler.store import resolve_store_path
+
+    return resolve_store_path(store or (ctx.obj or {}).get("store")).resolve()
+
+
+@contextmanager
+def _open(ctx: typer.Context, store: str | None, *, read_only: bool) -> Iterator[Any]:
+    """The open store; a user error raised while it is open names the store (and its neighbours)."""
     from selfaug_compiler.store import open_store
 
-    return open_store(store or (ctx.obj or {}).get("store"), read_only=read_only)
+    path = _store_path(ctx, store)
+    try:
+        with open_store(path, read_only=read_only) as s:
+            yield s
+    except SelfaugError as exc:
+        raise _naming_store(exc, path)
+
+
+def _naming_store(exc: SelfaugError, path: Path) -> SelfaugError:
+    first = exc.problems[0]
+    if str(path) not in exc.render():
+        first.message += f" (store {path})"
+    others = other_stores(path)
+    if others and first.message.startswith(("unknown dataset", "no store at")):
+        first.hint = f"{first.hint}; other stores next to it: {others}" if first.hint else f"other stores: {others}"
+    exc.args = (exc.render(),)
+    return exc
 
 
 def _fmt(fmt: str) -> str:
@@ -45,9 +72,10 @@ def _print_json(value: Any) -> None:
 
 
 def _console():
+    """Rich output; when piped, wide enough that tables never cut a name."""
     from rich.console import Console
 
-    return Console()
+    return Console() if sys.stdout.isatty() else Console(width=10_000)
 
 
 def _table(title: str, columns: list[str], rows: list[list[Any]]):
@@ -55,7 +83,7 @@ def _table(title: str, columns: list[str], rows: list[list[Any]]):
 
     table = Table(title=title)
     for c in columns:
-        table.add_column(c)
+        table.add_column(c, overflow="fold")  # a narrow terminal wraps a long name, never cuts it
     for r in rows:
         table.add_row(*("" if v is None else str(v) for v in r))
     return table
@@ -89,9 +117,7 @@ def import_(ctx: typer.Context, file: Annotated[str, typer.Argument(help="FILE o
 def ls(ctx: typer.Context, store: StoreOpt = None, fmt: FormatOpt = "text") -> None:
     """List datasets with their latest version."""
     _fmt(fmt)
-    from selfaug_compiler.store import resolve_store_path
-
-    path = resolve_store_path(store or (ctx.obj or {}).get("store"))
+    path = _store_path(ctx, store)
     if not path.exists():
         items: list[dict] = []
     else:
@@ -100,7 +126,9 @@ def ls(ctx: typer.Context, store: StoreOpt = None, fmt: FormatOpt = "text") -> N
     if fmt == "json":
         return _print_json(items)
     if not items:
-        print(f"no datasets in {path}")
+        others = other_stores(path)
+        print(f"No datasets in {path}" + ("" if path.exists() else " (no store there yet)")
+              + (f"; other stores next to it: {others}" if others else ""))
         return
     _console().print(_table(f"datasets in {path}", ["name", "versions", "latest", "rows", "updated"],
                             [[d["name"], d["versions"], f"@{d['latest_seq']} {d['latest_id'][:12]}", d["rows"],

@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 
+from selfaug_compiler.cli.store_note import store_line, store_source
 from selfaug_compiler.errors import SelfaugError
 
 
@@ -51,13 +52,17 @@ def run_command(
     from selfaug_compiler.store.lock import resolve_store_path
 
     plan, recipe_dir, recipe_store = _plan_from_target(target, set_)
-    store_path = resolve_store_path(store, recipe_store)
+    store_path = resolve_store_path(store, recipe_store).resolve()
     steps = select_steps(plan, only or None, until or None)
+    typer.echo(store_line(store_path, store_source(store, recipe_store)))
     runner = Runner(plan, store_path=store_path, recipe_dir=recipe_dir, echo=typer.echo, force=force)
     if dry_run:
-        for outcome in runner.status(steps):
+        outcomes = runner.status(steps)
+        for outcome in outcomes:
             mark = "cached " if outcome.status == "cached" else "will run"
             typer.echo(f"{mark}  {outcome.step.name:32s} {outcome.step.kind:9s} {outcome.step.id[:12]}")
+        cached = sum(o.status == "cached" for o in outcomes)
+        typer.echo(f"{cached} of {len(outcomes)} step(s) cached in {store_path}")
         return
     summary = runner.run(steps)
     typer.echo(

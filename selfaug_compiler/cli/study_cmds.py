@@ -8,6 +8,8 @@ from typing import Optional
 
 import typer
 
+from selfaug_compiler.cli.store_note import store_line
+
 study_app = typer.Typer(help="Run a study (several recipes x seeds) and publish its results.", no_args_is_help=True)
 
 
@@ -27,6 +29,7 @@ def study_run_command(
 
     study = load_study(study_file)
     store_path = (store or study.resolve(study.spec.store)).resolve()
+    typer.echo(store_line(store_path, "--store" if store else "the study file's `store`"))
     started = time.monotonic()
     runs = run_study(study, store_path, echo=typer.echo, dry_run=dry_run)
     if dry_run:
@@ -34,6 +37,7 @@ def study_run_command(
     target = results or (study.resolve(study.spec.results) if study.spec.results else None)
     if target is None:
         typer.echo(f"study {study.spec.name}: {len(runs)} run(s) done; no results file configured")
+        _print_where(store_path, runs, None)
         return
     target = target.resolve()
     section = results_section(study, runs, target, time.monotonic() - started)
@@ -46,6 +50,20 @@ def study_run_command(
 
         Console().print(compare_table(comparison))
     typer.echo(f"study {study.spec.name}: {len(runs)} run(s); results written to {target}")
+    _print_where(store_path, runs, target)
+
+
+def _print_where(store_path: Path, runs: list, results: Path | None) -> None:
+    """Where everything is: the store (and how to look inside), each run's report, the results."""
+    from selfaug_compiler.cli.store_note import shown_path
+
+    typer.echo("\nwhere things are:")
+    typer.echo(f"  store    {store_path}  (selfaug data ls --store {shown_path(store_path)})")
+    for run in runs:
+        html = run.report_json.with_name("report.html")
+        typer.echo(f"  report   {html if html.is_file() else run.report_json}  ({run.key})")
+    if results is not None:
+        typer.echo(f"  results  {results}")
 
 
 def register(app: typer.Typer) -> None:

@@ -9,6 +9,7 @@ count) so that its exact rows, metadata included, can be checked. The write path
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -89,9 +90,11 @@ def log(con, dataset: str) -> list[Version]:
 
 def _unknown_dataset(con, dataset: str) -> None:
     names = [r[0] for r in con.execute("SELECT name FROM datasets ORDER BY name").fetchall()]
+    close = difflib.get_close_matches(dataset, names, n=3, cutoff=0.6)
+    guess = f"did you mean {' or '.join(close)}? " if close else ""
     raise SelfaugError(f"unknown dataset {dataset!r}", field="dataset",
                        expected=", ".join(names) or "(the store has no datasets)", found=dataset,
-                       hint="list datasets with `selfaug data ls`")
+                       hint=f"{guess}list datasets with `selfaug data ls`")
 
 
 def resolve(con, ref: str) -> Version:
