@@ -20,7 +20,7 @@ PLAN_FORMAT = 1
 IMPL_VERSIONS: dict[str, str] = {
     "ingest": "ingest/1",
     "generate": "generate/1",
-    "judge": "judge/1",
+    "judge": "judge/2",  # 2: replies cut off at max_new_tokens are refused (augment.accept_truncated)
     "mix": "mix/1",
     "train": "train/1",
     "evaluate": "evaluate/1",

@@ -88,7 +88,9 @@ def test_s3ft_end_to_end_and_cached_rerun(workspace, tmp_path):
 
 def test_s3ft_embedding_judge_threshold_accepts_self(workspace, tmp_path):
     store = tmp_path / "store.duckdb"
-    aug = S3ftParams(answer=SHORT, paraphrase=SHORT, judge=JudgeSpec(kind="embedding", threshold=-1.0))
+    # the tiny random model's replies all run to the limit: accepted here so the judge alone decides
+    aug = S3ftParams(answer=SHORT, paraphrase=SHORT, judge=JudgeSpec(kind="embedding", threshold=-1.0),
+                     accept_truncated=True)
     _, summary = run_until_mix(workspace, recipe_for(workspace, aug, "s3e"), store)
     rows = mix_rows(store, summary)
     assert [r["source"] for r in rows] == ["self"] * len(QUESTIONS)

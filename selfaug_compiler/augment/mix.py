@@ -6,6 +6,10 @@ inputs and the seed. Per method:
 - none: the task rows (``gold``);
 - sa_sft: task rows + ``round(ratio * task_rows)`` usable self-dialogues (excluded ones skipped),
   drawn with the seed from the dialogues sorted by key;
+
+Generated replies cut off at max_new_tokens were refused upstream (``meta.excluded`` =
+``truncated``, see ``common.judge_complete`` and ``sa_sft.exclusion_reason``) unless the recipe
+sets ``accept_truncated``; ``refused_truncated`` counts them per input.
 - s3ft: one row per task row, ``self`` | ``paraphrase`` | ``gold`` (``s3ft.choose_targets``);
 - sdft: one row per task row, ``rewrite`` | ``gold`` (``sdft.choose_rewrites``);
 - replay: task rows + replay rows (``replay.sample_replay``).
@@ -16,7 +20,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from selfaug_compiler.augment.common import dump, load_meta
+from selfaug_compiler.augment.common import dump, judge_complete, load_meta, truncation_counts
 
 
 def _gold(task_rows: list[dict], step_id: str) -> list[dict]:
@@ -53,7 +57,10 @@ def mix_rows(method: str, augment: dict[str, Any], task_rows: list[dict], parts:
     elif method == "sdft":
         judged = parts.get("judge.rewrite")
         if judged is None and "generate.rewrite" in parts:  # a plan without the judge step
-            judged = sdft.judge_rewrites(parts["generate.rewrite"], augment, step_id)
+            judged, _ = judge_complete(parts["generate.rewrite"], lambda rows: sdft.judge_rewrites(rows, augment, step_id),
+                                       accept_truncated=bool(augment.get("accept_truncated")),
+                                       judge_name=sdft.JUDGE_NAME, step_id=step_id)
+            parts = {**parts, "judge.rewrite": judged}
         rows, stats = sdft.choose_rewrites(task_rows, judged or [], step_id)
     elif method == "replay":
         extra, stats = sample_replay(parts.get("replay", []), ratio=float(augment.get("ratio", 0.5)),
@@ -64,4 +71,4 @@ def mix_rows(method: str, augment: dict[str, Any], task_rows: list[dict], parts:
     counts: dict[str, int] = {}
     for r in rows:
         counts[r["source"]] = counts.get(r["source"], 0) + 1
-    return rows, {"by_source": counts, **stats}
+    return rows, {"by_source": counts, **stats, "refused_truncated": truncation_counts(parts)}

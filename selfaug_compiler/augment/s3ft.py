@@ -1,5 +1,7 @@
 """S3FT (arXiv 2502.08130): train on the model's own answer when a judge accepts it, else on its
-paraphrase of the gold answer when the judge accepts that, else on gold.
+paraphrase of the gold answer when the judge accepts that, else on gold. An answer or paraphrase
+cut off at max_new_tokens counts as rejected (``meta.excluded``: truncated) unless the recipe sets
+``accept_truncated``, whatever the judge would say of it.
 
 Steps (see compile/planner.py): ``generate.self_answer`` -> ``judge.self_answer`` ->
 ``generate.paraphrase`` (for the rejected answers only) -> ``judge.paraphrase`` -> ``mix``, which
@@ -93,6 +95,10 @@ def choose_targets(task_rows: list[dict], judged_answers: list[dict], judged_par
         key = task["key"]
         a, p = answers.get(key), paraphrases.get(key)
         trail = {"self_verdict": a and a.get("judge_verdict"), "paraphrase_verdict": p and p.get("judge_verdict")}
+        for name, row in (("self", a), ("paraphrase", p)):
+            excluded = row is not None and load_meta(row.get("meta")).get("excluded")
+            if excluded:
+                trail[f"{name}_excluded"] = excluded
         if a is not None and a.get("judge_verdict") == "pass":
             chosen = a
         elif p is not None and p.get("judge_verdict") == "pass":

@@ -8,8 +8,9 @@ Dialogue ``i`` gets topic ``topics[i mod len(topics)]`` after a seeded shuffle; 
 ``sa-<i>-<topic hash>`` (dialogues have no source row, so the index is part of their identity).
 
 Quality marks (in ``meta.excluded``; excluded rows stay in the generated version, the mix skips
-them): ``empty`` (an empty message), ``truncated`` (a generation hit max_new_tokens) and
-``degenerate`` (a message whose repeated word-trigram share exceeds ``max_repetition``).
+them): ``empty`` (an empty message), ``truncated`` (any turn's generation hit max_new_tokens;
+not a mark with ``accept_truncated``) and ``degenerate`` (a message whose repeated word-trigram
+share exceeds ``max_repetition``).
 
 Ratio: the mix adds ``round(ratio * task_rows)`` usable self-dialogues (0.5 = one dialogue per
 two task rows); ``n_dialogues`` (default: what the ratio needs) is how many are generated.
@@ -24,7 +25,7 @@ import re
 from pathlib import Path
 from typing import Any, Callable
 
-from selfaug_compiler.augment.common import dump, provenance, row_seed
+from selfaug_compiler.augment.common import TRUNCATED, dump, provenance, row_seed
 from selfaug_compiler.augment.prompts import render
 from selfaug_compiler.errors import SelfaugError
 
@@ -86,11 +87,12 @@ def clean_user_turn(text: str) -> str:
     return text
 
 
-def exclusion_reason(messages: list[dict], finish_reasons: list[str], max_repetition: float) -> str | None:
+def exclusion_reason(messages: list[dict], finish_reasons: list[str], max_repetition: float,
+                     accept_truncated: bool = False) -> str | None:
     if any(not m["content"].strip() for m in messages):
         return "empty"
-    if "length" in finish_reasons:
-        return "truncated"
+    if "length" in finish_reasons and not accept_truncated:
+        return TRUNCATED
     worst = max((repetition_share(m["content"]) for m in messages), default=0.0)
     if worst > max_repetition:
         return "degenerate"
@@ -128,11 +130,11 @@ def run_dialogues(plan: list[tuple[str, str]], *, turns: int, template: str, rec
 
 
 def dialogue_row(state: dict[str, Any], *, loaded: Any, step_id: str, template_hash: str | None,
-                 sampling: dict[str, Any], max_repetition: float) -> dict[str, Any]:
+                 sampling: dict[str, Any], max_repetition: float, accept_truncated: bool = False) -> dict[str, Any]:
     """A ``self_dialogue`` row: ``messages`` is the payload; prompt/response are its first user
     message and last assistant reply."""
     msgs = state["messages"]
-    reason = exclusion_reason(msgs, state["finish"], max_repetition)
+    reason = exclusion_reason(msgs, state["finish"], max_repetition, accept_truncated)
     meta = {"topic": state["topic"], "turns": len(msgs) // 2, "raw": state["raw"], "finish_reasons": state["finish"],
             "excluded": reason, "max_repetition_share": round(max(repetition_share(m["content"]) for m in msgs), 4)}
     return {"key": state["key"], "prompt": msgs[0]["content"], "response": msgs[-1]["content"],

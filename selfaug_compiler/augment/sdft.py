@@ -3,7 +3,8 @@ gold as reference. A rewrite that leaks the prompt's wording ("reference answer"
 math, whose final number differs from gold is rejected and the gold is kept: one row per example.
 
 Steps: ``generate.rewrite`` (rows with ``source="rewrite"``) -> ``judge.rewrite`` (``check_rewrite``
-as verdict columns) -> ``mix`` (``choose_rewrites``).
+as verdict columns; a rewrite cut off at max_new_tokens is refused unless ``accept_truncated``)
+-> ``mix`` (``choose_rewrites``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import Any
 from selfaug_compiler.augment.common import WorkItem, dump, gold_of, load_meta, row_seed
 from selfaug_compiler.augment.prompts import render
 from selfaug_compiler.judges.numeric import extract_final_number
+
+JUDGE_NAME = "sdft_rewrite_check"
 
 
 def rewrite_items(task_rows: list[dict], template: str, recipe_dir: Path | None, seed: int) -> list[WorkItem]:
@@ -53,7 +56,7 @@ def check_rewrite(rewrite: str, gold_text: str, gold: str | None, *, leak_phrase
 
 
 def judge_rewrites(rows: list[dict], params: dict[str, Any], step_id: str) -> list[dict]:
-    """The rewrite rows with verdict columns (``judge_name="sdft_rewrite_check"``)."""
+    """The rewrite rows with verdict columns (``judge_name`` ``JUDGE_NAME``)."""
     from selfaug_compiler.judges.labels import label_set
 
     metas = [load_meta(r.get("meta")) for r in rows]
@@ -65,7 +68,7 @@ def judge_rewrites(rows: list[dict], params: dict[str, Any], step_id: str) -> li
                                 check_final_number=bool(params.get("check_final_number", True)),
                                 answer_type=params.get("answer_type", "text"), labels=labels)
         meta["judge_step_id"] = step_id
-        out.append({**r, "judge_name": "sdft_rewrite_check", "judge_verdict": "pass" if ok else "fail",
+        out.append({**r, "judge_name": JUDGE_NAME, "judge_verdict": "pass" if ok else "fail",
                     "judge_score": 1.0 if ok else 0.0, "judge_raw": json.dumps(why), "meta": dump(meta)})
     return out
 

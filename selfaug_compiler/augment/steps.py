@@ -87,24 +87,28 @@ def _generate_dialogues(ctx: StepContext) -> dict[str, Any]:
                                                       len(task_rows)), topics, seed)
     done = set(ctx.store.staged(ctx.step.id)["key"].to_pylist())
     todo = [p for p in plan if p[0] not in done]
-    stats = {"resumed_rows": len(plan) - len(todo), "generated_rows": 0, "excluded": 0}
-    if not todo:
-        return stats
-    template, thash = _template(ctx)
-    sampling = _sampling(params) or {"temperature": 0.7, "top_p": 0.9, "max_new_tokens": 256}
-    loaded = C.load_step_model(ctx)
-    sp = SamplingParams(**sampling)
-    size = _batch_size(ctx)
-    gen_fn = lambda prompts, seeds: generate(loaded, prompts, sp, seeds=seeds, batch_size=size, progress=False)  # noqa: E731
-    for start in range(0, len(todo), size):
-        states = sa_sft.run_dialogues(todo[start:start + size], turns=int(aug.get("turns", 1)), template=template,
-                                      recipe_dir=ctx.recipe_dir, seed=seed, generate_fn=gen_fn)
-        rows = [sa_sft.dialogue_row(s, loaded=loaded, step_id=ctx.step.id, template_hash=thash, sampling=sampling,
-                                    max_repetition=float(aug.get("max_repetition", 0.3))) for s in states]
-        ctx.store.stage(ctx.step.id, rows)
-        stats["generated_rows"] += len(rows)
-        stats["excluded"] += sum(1 for r in rows if C.load_meta(r["meta"]).get("excluded"))
-        ctx.progress(stats["resumed_rows"] + stats["generated_rows"], len(plan), ctx.step.name)
+    stats: dict[str, Any] = {"resumed_rows": len(plan) - len(todo), "generated_rows": 0}
+    if todo:
+        template, thash = _template(ctx)
+        sampling = _sampling(params) or {"temperature": 0.7, "top_p": 0.9, "max_new_tokens": 256}
+        loaded = C.load_step_model(ctx)
+        sp = SamplingParams(**sampling)
+        size = _batch_size(ctx)
+        gen_fn = lambda prompts, seeds: generate(loaded, prompts, sp, seeds=seeds, batch_size=size, progress=False)  # noqa: E731
+        for start in range(0, len(todo), size):
+            states = sa_sft.run_dialogues(todo[start:start + size], turns=int(aug.get("turns", 1)), template=template,
+                                          recipe_dir=ctx.recipe_dir, seed=seed, generate_fn=gen_fn)
+            rows = [sa_sft.dialogue_row(s, loaded=loaded, step_id=ctx.step.id, template_hash=thash, sampling=sampling,
+                                        max_repetition=float(aug.get("max_repetition", 0.3)),
+                                        accept_truncated=bool(aug.get("accept_truncated"))) for s in states]
+            ctx.store.stage(ctx.step.id, rows)
+            stats["generated_rows"] += len(rows)
+            ctx.progress(stats["resumed_rows"] + stats["generated_rows"], len(plan), ctx.step.name)
+    reasons = [C.load_meta(m).get("excluded") for m in ctx.store.staged(ctx.step.id)["meta"].to_pylist()]
+    stats.update(excluded=sum(1 for r in reasons if r), refused_truncated=reasons.count(C.TRUNCATED))
+    limit = (_sampling(params) or {}).get("max_new_tokens", 256)
+    print(f"selfaug: {ctx.step.name}: {len(reasons)} dialogues, {stats['excluded']} excluded ({stats['refused_truncated']} "
+          f"of them for a turn cut off at max_new_tokens={limit})", flush=True)
     return stats
 
 
@@ -120,19 +124,34 @@ def execute_judge(ctx: StepContext) -> StepResult:
     refs = C.input_refs(ctx)
     rows = C.read_rows(ctx, refs[f"generate.{purpose}"])
     if purpose == "rewrite":
-        judged = sdft.judge_rewrites(rows, params, ctx.step.id)
+        name = sdft.JUDGE_NAME
+        judge_fn = lambda some: sdft.judge_rewrites(some, params, ctx.step.id)  # noqa: E731
     else:
         judge = dict(params.get("judge") or {"kind": "numeric"})
-        loaded = C.load_step_model(ctx) if judge.get("kind") == "model" and rows else None
+        name = judge.get("kind", "numeric")
         if judge.get("kind") == "model" and params.get("template"):
             judge["template"] = params["template"]
-        verdicts = judge_items(s3ft.judge_inputs(rows), judge, loaded=loaded, recipe_dir=ctx.recipe_dir,
-                               batch_size=_batch_size(ctx), timeout_s=ctx.step.speed.get("timeout_s"))
-        judged = s3ft.with_verdicts(rows, verdicts, ctx.step.id)
-    stats = s3ft.acceptance(judged)
+
+        def judge_fn(some: list[dict]) -> list[dict]:
+            loaded = C.load_step_model(ctx) if judge.get("kind") == "model" and some else None
+            verdicts = judge_items(s3ft.judge_inputs(some), judge, loaded=loaded, recipe_dir=ctx.recipe_dir,
+                                   batch_size=_batch_size(ctx), timeout_s=ctx.step.speed.get("timeout_s"))
+            return s3ft.with_verdicts(some, verdicts, ctx.step.id)
+    judged, refused = C.judge_complete(rows, judge_fn, accept_truncated=bool(params.get("accept_truncated")),
+                                       judge_name=name, step_id=ctx.step.id)
+    stats = {**s3ft.acceptance(judged), "refused_truncated": refused,
+             "truncated": sum(1 for r in rows if C.is_truncated(r))}
     print(f"selfaug: {ctx.step.name}: accepted {stats['accepted']}/{stats['judged']} "
-          f"({100 * stats['acceptance_rate']:.1f}%) {purpose} rows", flush=True)
+          f"({100 * stats['acceptance_rate']:.1f}%) {purpose} rows" + _truncation_note(stats, rows), flush=True)
     return C.commit_rows(ctx, judged, from_stage=False, metrics=stats, message=f"judge {purpose}")
+
+
+def _truncation_note(stats: dict[str, Any], rows: list[dict]) -> str:
+    if not stats["truncated"]:
+        return ""
+    limit = C.load_meta(rows[0].get("sampling")).get("max_new_tokens") if rows else None
+    what = "refused" if stats["refused_truncated"] else "accepted (accept_truncated)"
+    return f"; {stats['truncated']} cut off at max_new_tokens={limit}, {what}"
 
 
 # ----------------------------------------------------------------------------- mix
@@ -156,5 +175,7 @@ def execute_mix(ctx: StepContext) -> StepResult:
                               "nothing was committed, and a re-run after the fix reuses the earlier steps")
     total = len(rows)
     shares = ", ".join(f"{src} {n} ({100 * n / total:.1f}%)" for src, n in sorted(stats["by_source"].items()))
-    print(f"selfaug: {ctx.step.name}: {len(rows)} training rows: {shares}", flush=True)
+    refused = ", ".join(f"{role.split('.')[-1]} {n}" for role, n in sorted(stats["refused_truncated"].items()))
+    note = f"; refused as cut off at max_new_tokens: {refused}" if refused else ""
+    print(f"selfaug: {ctx.step.name}: {len(rows)} training rows: {shares}{note}", flush=True)
     return C.commit_rows(ctx, rows, from_stage=False, metrics=stats, message=f"mix {method}")

@@ -6,7 +6,8 @@ Checks: data files exist and hold the mapped fields; packaged names exist; templ
 render on a sample row (and a chat template on a sample conversation) in the bounded sandbox;
 every file the recipe names lies inside its project unless the user opted in (``recipe/paths.py``);
 the model resolves and fits the training settings (``model_checks``);
-method parameters agree with the task; the budget (``budget``).
+method parameters agree with the task; generation limits fit it (``length_checks``, a
+warning); the budget (``budget``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from selfaug_compiler.compile import data_sample, model_checks
+from selfaug_compiler.compile import data_sample, length_checks, model_checks
 from selfaug_compiler.compile.budget import estimate_budget
 from selfaug_compiler.compile.benchmark_checks import check_benchmarks
 from selfaug_compiler.compile.known_benchmarks import installed_task_sources
@@ -189,6 +190,9 @@ class Checker:
                          f"task `{task.name}` has answer_type {task.answer_type}, so it is skipped", severity="warning")
         elif aug.method == "replay":
             self.check_source(aug.source, aug.fields, at)
+        for short in length_checks.short_limits(aug, rows, task.fields.response):
+            self.add(at + short.limit.path, short.message(task.name), severity="warning", expected=short.expected(),
+                     found=str(short.limit.value), hint=short.hint())
 
     def check_judge(self, judge: Any, answer_type: str, at: tuple[Any, ...], context: dict[str, Any]) -> None:
         needs = {"numeric": "number", "code_exec": "code", "choice": "choice"}.get(judge.kind)

@@ -66,7 +66,8 @@ class PlanBuilder:
                                 {"augment": content_view(aug), **self.template(aug.template)}, aug.seed)
             return [gen.name]
         if aug.method == "s3ft":
-            judge = {"judge": content_view(aug.judge), "answer_type": task.answer_type}
+            judge = {"judge": content_view(aug.judge), "answer_type": task.answer_type,
+                     "accept_truncated": aug.accept_truncated}
             if aug.judge.kind == "model":
                 judge.update(model=self.model, **self.template(aug.judge.template))
             answer = self.generate("self_answer", sfx, [ingest.name],
@@ -81,7 +82,7 @@ class PlanBuilder:
                                 {"sampling": content_view(aug.sampling), **self.template(aug.template)}, aug.seed)
             judged = self.judge("rewrite", sfx, [ingest.name, gen.name],
                                 {"leak_phrases": list(aug.leak_phrases), "check_final_number": aug.check_final_number,
-                                 "answer_type": task.answer_type}, None)
+                                 "answer_type": task.answer_type, "accept_truncated": aug.accept_truncated}, None)
             return [judged.name]
         if aug.method == "replay":
             return [self.ingest(f"ingest.replay{sfx}", _replay_task(aug)).name]

@@ -24,6 +24,20 @@ def speed_field(default: Any = ..., **kwargs: Any) -> Any:
     return Field(default, json_schema_extra=extra, **kwargs)
 
 
+def added_field(default: Any, **kwargs: Any) -> Any:
+    """A content field added after recipes were run: at its default it stays out of content ids,
+    so adding it left the ids of recipes that do not set it as they were. Never change such a
+    default; where the default changes outputs, bump ``plan.IMPL_VERSIONS`` of the affected kinds."""
+    extra = dict(kwargs.pop("json_schema_extra", None) or {})
+    extra["x-id-omit-default"] = True
+    return Field(default, json_schema_extra=extra, **kwargs)
+
+
+ACCEPT_TRUNCATED_HELP = ("accept generations cut off at max_new_tokens (finish reason `length`) as training "
+                         "targets; by default they are refused like a wrong answer (kept in the data with "
+                         "meta.excluded = truncated)")
+
+
 # Upper bounds: every number a recipe gives is bounded, so that a typo (``epochs: 1e23``) is an
 # error at validate, not a run that never ends or a job that asks for an impossible machine.
 SEED_MAX = 2**32 - 1  # numpy's seed range
@@ -137,6 +151,7 @@ class SaSftParams(Strict):
     template: str = "prompts/self_dialogue.j2"
     topics: str | list[str] | None = Field(None, description="seed topics: a list, a file, or None for the built-in list")
     max_repetition: float = Field(0.3, ge=0.0, le=1.0, description="repeated n-gram share above which a dialogue is degenerate")
+    accept_truncated: bool = added_field(False, description=ACCEPT_TRUNCATED_HELP)
 
 
 class S3ftParams(Strict):
@@ -150,6 +165,7 @@ class S3ftParams(Strict):
     paraphrase: Greedy = Greedy()
     answer_template: str = "prompts/self_answer.j2"
     paraphrase_template: str = "prompts/paraphrase.j2"
+    accept_truncated: bool = added_field(False, description=ACCEPT_TRUNCATED_HELP)
 
 
 class SdftParams(Strict):
@@ -168,6 +184,7 @@ class SdftParams(Strict):
         "provided answer",
     ]
     check_final_number: bool = True
+    accept_truncated: bool = added_field(False, description=ACCEPT_TRUNCATED_HELP)
 
 
 class ReplayParams(Strict):
@@ -313,13 +330,21 @@ def is_speed_field(model: type[BaseModel], name: str) -> bool:
     return isinstance(extra, dict) and extra.get("x-affects") == SPEED
 
 
+def _omitted_default(value: BaseModel, name: str) -> bool:
+    """An ``added_field`` left at its default (not part of content ids)."""
+    info = type(value).model_fields[name]
+    extra = info.json_schema_extra
+    return isinstance(extra, dict) and bool(extra.get("x-id-omit-default")) and getattr(value, name) == info.default
+
+
 def content_view(value: Any) -> Any:
-    """The value with every speed field removed, as plain JSON data (for content ids)."""
+    """The value without its speed fields (and ``added_field``s at their default), as plain JSON
+    data (for content ids)."""
     if isinstance(value, BaseModel):
         return {
             name: content_view(getattr(value, name))
             for name in type(value).model_fields
-            if not is_speed_field(type(value), name)
+            if not is_speed_field(type(value), name) and not _omitted_default(value, name)
         }
     if isinstance(value, (list, tuple)):
         return [content_view(v) for v in value]
