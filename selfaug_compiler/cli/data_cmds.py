@@ -158,13 +158,31 @@ def show(ctx: typer.Context, ref: str, limit: Annotated[int, typer.Option("--lim
         rows = s.con.sql(
             "SELECT r.* EXCLUDE (row_hash) FROM version_rows vr JOIN rows r ON r.row_hash = vr.row_hash "
             "WHERE vr.vid = ? ORDER BY r.key LIMIT ?", params=[v.vid, max(0, limit)]).to_arrow_table().to_pylist()
+        excluded = s.con.execute(
+            "SELECT CASE WHEN json_valid(r.meta) THEN json_extract_string(r.meta, '$.excluded') END AS why, count(*) "
+            "FROM version_rows vr "
+            "JOIN rows r ON r.row_hash = vr.row_hash WHERE vr.vid = ? AND why IS NOT NULL GROUP BY why ORDER BY why",
+            [v.vid]).fetchall()
     if fmt == "json":
-        return _print_json({"version": v.to_dict(), "rows": rows})
+        return _print_json({"version": v.to_dict(), "excluded": dict(excluded), "rows": rows})
     print(f"{v.dataset}@{v.seq}  id {v.id}\n  rows {v.n_rows}  parent {v.parent or '-'}  step {v.step_id or '-'}"
           f"  tags {','.join(v.tags) or '-'}  created {str(v.created_at)[:19]}\n  {v.message or ''}")
+    if excluded:  # rows kept in the version but never training targets (meta.excluded)
+        print("  excluded: " + ", ".join(f"{why} {n}" for why, n in excluded))
+    for r in rows:
+        r["excluded"] = _meta_field(r.get("meta"), "excluded")
     shown = [c for c in ("key", "source", "prompt", "response", "judge_verdict") if rows and c in rows[0]]
+    shown += ["excluded"] if any(r["excluded"] for r in rows) else []
     _console().print(_table(f"first {len(rows)} rows", shown,
                             [[_clip(r.get(c)) for c in shown] for r in rows]))
+
+
+def _meta_field(meta: Any, name: str) -> Any:
+    try:
+        value = json.loads(meta) if meta else None
+    except ValueError:
+        return None
+    return value.get(name) if isinstance(value, dict) else None
 
 
 def _clip(value: Any, width: int = 60) -> str:
