@@ -34,7 +34,7 @@ def test_train_step_writes_artifact_and_reuses_it(tmp_path):
         spec = TrainSpec(method="lora", lr=1e-2, epochs=2, batch_size=4, max_length=64)
         calls = []
         ctx = make_ctx(tmp_path, store, base, "train.s0", spec, {"mix.s0": mix})
-        ctx.progress = lambda done, total, desc: calls.append((done, total))
+        ctx.progress = lambda done, total, phase="", unit="items", note="": calls.append((done, total, unit))
         result = execute(ctx)
         assert result.model == str(tmp_path / "train.s0" / "model")
         meta = json.loads((tmp_path / "train.s0" / "model" / ARTIFACT_META).read_text())
@@ -43,7 +43,7 @@ def test_train_step_writes_artifact_and_reuses_it(tmp_path):
         m = result.metrics
         assert m["steps"] == 6 and m["examples"] == 12 and m["dropped_examples"] == 0 and m["tokens"] > 0
         assert m["train_loss_last"] < m["train_loss_first"] and m["trainable_params"] < m["total_params"]
-        assert calls[-1] == (6, 6)
+        assert calls[0] == (0, 6, "steps") and calls[-1] == (6, 6, "steps")  # optimizer steps, from the start
         log = (tmp_path / "train.s0" / "train_log.jsonl").read_text().splitlines()
         assert len(log) == 6
 
