@@ -47,7 +47,8 @@ def _check_choice(value: str, allowed: tuple[str, ...], flag: str) -> str:
 
 def eval_command(
     model: Annotated[str, typer.Argument(help="packaged:NAME, a hub id, a local model folder or an adapter artifact")],
-    benchmark: Annotated[List[str], typer.Option("--benchmark", "-b", help="registry name or jsonl file; repeatable")],
+    benchmark: Annotated[List[str], typer.Option("--benchmark", "-b", help="registry name, jsonl file, "
+                                                 "lm_eval:TASK or lm_eval:task.yaml; repeatable")],
     limit: Annotated[Optional[int], typer.Option("--limit", help="items per benchmark (a fixed subset by seed)")] = None,
     seed: Annotated[int, typer.Option("--seed", help="seed of the item subset")] = 0,
     dtype: Annotated[str, typer.Option("--dtype", help="auto | float32 | bfloat16")] = "auto",
@@ -57,6 +58,15 @@ def eval_command(
     fmt: Annotated[str, typer.Option("--format", help="text | json")] = "text",
     store: Annotated[Optional[str], typer.Option("--store", help="store file (default: $SELFAUG_STORE or .selfaug/store.duckdb)")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="neither read nor write the result cache")] = False,
+    num_fewshot: Annotated[Optional[int], typer.Option("--num-fewshot", min=0, help="lm_eval: benchmarks: few-shot "
+                                                       "examples (default: the task's)")] = None,
+    fewshot_seed: Annotated[int, typer.Option("--fewshot-seed", help="lm_eval: benchmarks: few-shot sampler seed")] = 1234,
+    apply_chat_template: Annotated[bool, typer.Option("--apply-chat-template", help="lm_eval: benchmarks: "
+                                                      "format requests with the model's chat template")] = False,
+    include_path: Annotated[Optional[List[str]], typer.Option("--include-path", help="lm_eval: benchmarks: a folder "
+                                                              "of task YAMLs; repeatable")] = None,
+    metric: Annotated[Optional[str], typer.Option("--metric", help="lm_eval: benchmarks: an item's pass/fail metric "
+                                                  "(default: acc, or exact_match for generation)")] = None,
 ) -> None:
     """Evaluate MODEL on benchmarks (scores equal lm-evaluation-harness's at the same dtype)."""
     _check_choice(dtype, DTYPES, "--dtype")
@@ -67,7 +77,11 @@ def eval_command(
     from selfaug_compiler.evaluate.registry import load_benchmark
     from selfaug_compiler.progress import Progress
 
-    benches = [load_benchmark(b, limit=limit, seed=seed, max_new_tokens=max_new_tokens) for b in benchmark]
+    lm_eval = {"include_path": list(include_path or []),
+               "settings": {"num_fewshot": num_fewshot, "fewshot_seed": fewshot_seed,
+                            "apply_chat_template": apply_chat_template, "metric": metric}}
+    benches = [load_benchmark(b, limit=limit, seed=seed, max_new_tokens=max_new_tokens, lm_eval=lm_eval)
+               for b in benchmark]
     lazy = LazyModel(model, dtype=dtype, device=device)
     cache = None if no_cache else ShortLivedStore(store)
     outcomes = []

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from selfaug_compiler.evaluate.catalog import BENCHMARKS, SPECIAL, benchmark_names, installed_benchmarks
+from selfaug_compiler.evaluate.catalog import (BENCHMARKS, SPECIAL, benchmark_names, installed_benchmarks,
+                                               is_lm_eval)
 from selfaug_compiler.recipe.diagnostics import suggest
 
 
@@ -24,7 +25,9 @@ def check_benchmarks(checker: Any) -> None:
             at = ("eval", section, j)
             if name in custom or name in SPECIAL:
                 continue
-            if name in BENCHMARKS:
+            if is_lm_eval(name):
+                check_lm_eval(checker, name, at)
+            elif name in BENCHMARKS:
                 if name not in installed_benchmarks():
                     dist = BENCHMARKS[name].data.distribution
                     checker.add(at, f"the data of benchmark `{name}` is not installed", found=name,
@@ -32,10 +35,36 @@ def check_benchmarks(checker: Any) -> None:
             else:
                 close = suggest(name, names)
                 checker.add(at, f"unknown benchmark `{name}`",
-                            expected="one of: " + ", ".join(names),
+                            expected="one of: " + ", ".join(names) + ", or lm_eval:TASK / lm_eval:file.yaml",
                             found=name, hint=f"did you mean `{close}`?" if close else "or declare it under eval.custom")
     for j, bench in enumerate(spec.custom):
         if checker.outside(("eval", "custom", j, "path"), checker.loaded.base_dir / bench.path, "benchmark file"):
             continue
         if not (checker.loaded.base_dir / bench.path).is_file():
             checker.add(("eval", "custom", j, "path"), f"benchmark file `{bench.path}` does not exist", found=bench.path)
+    check_lm_eval_settings(checker)
+
+
+def check_lm_eval(checker: Any, name: str, at: tuple[Any, ...]) -> None:
+    """An ``lm_eval:`` benchmark: the task or YAML exists and its data is available offline."""
+    from selfaug_compiler.evaluate.lm_eval_spec import LmEvalProblem, locate
+
+    include = list(checker.recipe.eval.lm_eval.include_path)
+    try:
+        locate(name, base_dir=checker.loaded.base_dir, include_path=include, check_data=True)
+    except LmEvalProblem as problem:
+        checker.add(at, problem.message, found=name, expected=problem.expected, hint=problem.hint)
+
+
+def check_lm_eval_settings(checker: Any) -> None:
+    """Settings under ``eval.lm_eval.tasks`` must name a benchmark of the recipe."""
+    spec = checker.recipe.eval
+    lm_eval = spec.lm_eval
+    used = [n for n in [*spec.retention, *spec.in_domain] if is_lm_eval(n)]
+    for key in lm_eval.tasks:
+        if key not in used:
+            close = suggest(key, used)
+            checker.add(("eval", "lm_eval", "tasks", key), f"settings for `{key}`, which no eval list names",
+                        expected="a key written as in eval.retention / eval.in_domain (lm_eval:...)",
+                        found=key, hint=f"did you mean `{close}`?" if close else "add it to eval.retention",
+                        severity="warning")

@@ -9,14 +9,17 @@ Only content enters ``params``; speed settings go to ``speed``. Nothing here rea
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 from selfaug_compiler.compile.fingerprints import model_param, source_fingerprint
 from selfaug_compiler.compile.templates import resolve_template, template_hash
+from selfaug_compiler.evaluate.catalog import is_lm_eval
 from selfaug_compiler.plan import Plan, Step, canonical_json, sha256_hex
 from selfaug_compiler.recipe.loader import LoadedRecipe, load_recipe
-from selfaug_compiler.recipe.schema import FieldMap, Recipe, ReplayParams, StageSpec, TaskSpec, content_view
+from selfaug_compiler.recipe.schema import (FieldMap, LmEvalSpec, LmEvalTaskSettings, Recipe, ReplayParams, StageSpec,
+                                            TaskSpec, content_view)
 
 STYLE_RETENTION = "style_retention"  # evaluate/style_step.py: needs the tasks' ingest steps
 
@@ -113,6 +116,8 @@ class PlanBuilder:
         spec = self.recipe.eval
         params: dict[str, Any] = {"benchmark": bench, "limit": spec.limit, "seed": spec.seed,
                                   "max_new_tokens": spec.max_new_tokens}
+        if is_lm_eval(bench):
+            params["lm_eval"] = lm_eval_param(bench, spec.lm_eval, self.base_dir)
         for custom in spec.custom:
             if custom.name == bench:
                 params["custom"] = content_view(custom)
@@ -154,10 +159,10 @@ class PlanBuilder:
             return [*task_ingests, *others] if bench == STYLE_RETENTION else list(others)
 
         for b in general:
-            add_eval(f"eval.before.{b}", b, b, eval_inputs(b), 0)
+            add_eval(f"eval.before.{step_part(b)}", b, b, eval_inputs(b), 0)
         if spec.noise_floor:  # the base model scored again: how far numerics alone move each score
             for b in general:
-                step = self.evaluate(f"eval.noise.{b}", b, eval_inputs(b), replicate=NOISE_REPLICATE)
+                step = self.evaluate(f"eval.noise.{step_part(b)}", b, eval_inputs(b), replicate=NOISE_REPLICATE)
                 evals.append({"step": step.name, "benchmark": b, "stage": 0, "role": "noise",
                               "category": "in_domain" if b in spec.in_domain else "retention"})
         ingests: list[Step] = []
@@ -172,7 +177,7 @@ class PlanBuilder:
                 add_eval(f"eval.before.heldout{hsfx}", "heldout", f"heldout{hsfx}", [ingest.name], 0,
                          stage.task.answer_type)
             for b in general:
-                add_eval(f"eval.after.{b}{sfx}", b, b, eval_inputs(b, train.name), i + 1)
+                add_eval(f"eval.after.{step_part(b)}{sfx}", b, b, eval_inputs(b, train.name), i + 1)
             if "heldout" in spec.in_domain:  # every stage's held-out tasks after this stage
                 for j, seen in enumerate(ingests):
                     if not _holds_out(spec.in_domain, stages[j]):
@@ -196,6 +201,26 @@ class PlanBuilder:
 # Reversed item order and a prime batch size: other batch compositions and padding than the
 # regular evaluation (whose batch size is a power of two in every shipped recipe).
 NOISE_REPLICATE = {"batch_size": 7, "order": "reversed"}
+
+
+def step_part(bench: str) -> str:
+    """A benchmark name as part of a step name (which names folders): ``lm_eval:x/y.yaml`` ->
+    ``lm_eval_x_y.yaml``; the report keeps the name as written."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", bench)
+
+
+def lm_eval_param(bench: str, spec: LmEvalSpec, base_dir: Path) -> dict[str, Any]:
+    """An lm_eval: evaluate step's content: its settings (few-shot, chat template, ...), the
+    include path, the lm_eval version and a hash of the task's local files (never batch size)."""
+    from selfaug_compiler.errors import SelfaugError
+    from selfaug_compiler.evaluate.lm_eval_spec import LmEvalProblem, locate, static_fingerprint
+
+    try:
+        located = locate(bench, base_dir=base_dir, include_path=list(spec.include_path))
+    except LmEvalProblem as problem:
+        raise SelfaugError(problem.message, field="eval", expected=problem.expected, hint=problem.hint) from None
+    settings = content_view(spec.tasks.get(bench, LmEvalTaskSettings()))
+    return {"settings": settings, "include_path": list(spec.include_path), **static_fingerprint(located)}
 
 
 def _holds_out(in_domain: list[str], stage: StageSpec) -> bool:

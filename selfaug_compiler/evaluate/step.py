@@ -1,7 +1,9 @@
 """The ``evaluate`` step: (model, benchmark) -> per-item results + metrics, cached in the store.
 
 params (content; enter the step id):
-    benchmark:       a registry name, ``heldout``, or a custom name
+    benchmark:       a registry name, ``heldout``, a custom name or ``lm_eval:TASK_OR_YAML``
+    lm_eval:         for lm_eval: benchmarks: {"settings", "include_path", "task", "lm_eval_version",
+                     "builtin", "files"} (see ``compile/planner.py:lm_eval_param``)
     custom:          optional {"path", "type", "answer_type"} for a recipe's own benchmark file
     answer_type:     for ``heldout``: number | code | text (default: inferred from the gold)
     limit, seed:     the fixed item subset
@@ -23,6 +25,7 @@ import json
 from typing import Any
 
 from selfaug_compiler.errors import StepFailed
+from selfaug_compiler.evaluate.catalog import is_lm_eval
 from selfaug_compiler.evaluate.core import EvalOutcome, LazyModel, evaluate_cached, run_benchmark, summarize
 from selfaug_compiler.evaluate.items import GenItem
 from selfaug_compiler.evaluate.registry import Benchmark, load_benchmark, replicate, subset
@@ -94,6 +97,8 @@ def step_benchmark(ctx: StepContext) -> Benchmark:
               "max_new_tokens": int(params.get("max_new_tokens", 256))}
     if name == "heldout":
         return heldout_benchmark(ctx)
+    if is_lm_eval(name):  # lm-evaluation-harness task (evaluate/lm_eval_run.py)
+        return load_benchmark(name, base_dir=ctx.recipe_dir, lm_eval=params.get("lm_eval"), **common)
     custom = params.get("custom")
     if custom:
         return load_benchmark(str(ctx.resolve_path(custom["path"])), bench_type=custom.get("type"),

@@ -248,6 +248,28 @@ class CustomBenchmark(Strict):
     answer_type: Literal["number", "code", "text"] = "number"
 
 
+class LmEvalTaskSettings(Strict):
+    """Settings of one ``lm_eval:`` benchmark, keyed by its name as written in eval.retention/in_domain."""
+
+    num_fewshot: int | None = Field(None, ge=0, le=100, description="few-shot examples (None: the task's default)")
+    fewshot_seed: int = Field(1234, description="seed of lm_eval's few-shot sampler (lm_eval's default)")
+    limit: int | None = Field(None, ge=1, description="items, a fixed subset chosen by eval.seed (None: eval.limit)")
+    apply_chat_template: bool = Field(False, description="format the requests with the model's chat template")
+    fewshot_as_multiturn: bool | None = Field(None, description="few-shot examples as chat turns "
+                                              "(None: on with apply_chat_template, as lm_eval's CLI)")
+    system_instruction: str | None = None
+    gen_kwargs: dict[str, Any] | None = Field(None, description="generation kwargs over the task's own "
+                                              "(max_gen_toks, until, temperature, do_sample)")
+    metric: str | None = Field(None, description="an item's pass/fail metric (None: acc for multiple_choice and "
+                               "loglikelihood tasks, exact_match for generate_until)")
+    filter: str | None = Field(None, description="the filter whose results count (None: the task's first)")
+
+
+class LmEvalSpec(Strict):
+    include_path: list[str] = Field([], description="folders of task YAMLs, relative to the recipe")
+    tasks: dict[str, LmEvalTaskSettings] = Field({}, description="settings per lm_eval: benchmark")
+
+
 class EvalSpec(Strict):
     retention: list[str] = ["arc_easy", "piqa", "hellaswag", "sciq"]
     in_domain: list[str] = Field(["heldout"], description='"heldout" = the task\'s held-out split')
@@ -257,6 +279,8 @@ class EvalSpec(Strict):
     seed: Seed = 0
     noise_floor: bool = Field(False, description="score the base model a second time (reversed order, batch size 7): "
                               "the share of items that flip between the two is the noise floor a drop must exceed")
+    lm_eval: LmEvalSpec = added_field(LmEvalSpec(), description="lm-evaluation-harness benchmarks (lm_eval:TASK or "
+                                      "lm_eval:file.yaml in the lists above): include paths and per-task settings")
 
 
 # ----------------------------------------------------------------------------- store, execution
