@@ -141,3 +141,39 @@ def test_runner_steps_report_progress(tiny, capfd, monkeypatch):
     err = capfd.readouterr().err
     lines = [LINE.match(l) for l in err.splitlines() if l.startswith("step eval.before.mine:")]
     assert lines and all(lines) and lines[-1]["done"] == lines[-1]["total"] == "10", err
+
+
+def test_style_retention_reports_each_phase_in_items(tmp_path):
+    """Base answers, the tuned model's answers and the embedding closeness: three counted phases."""
+    pytest.importorskip("torch")
+    from tests.test_evaluate_style import needs_olmo_eval, task_targets
+
+    if needs_olmo_eval.args[0]:
+        pytest.skip(needs_olmo_eval.kwargs["reason"])
+    from selfaug_compiler.evaluate.step import execute
+    from selfaug_compiler.plan import Plan, Step
+    from selfaug_compiler.runtime import StepContext, StepResult
+    from selfaug_compiler.store import open_store
+    from selfaug_compiler.train.tiny import build_tiny_model
+
+    base, tuned = build_tiny_model(tmp_path / "base", seed=0), build_tiny_model(tmp_path / "tuned", seed=3)
+    out = io.StringIO()
+    with open_store(tmp_path / "store.duckdb") as store:
+        rows = [{"key": f"k{i}", "prompt": f"q{i}", "response": t, "source": "gold"} for i, t in enumerate(task_targets())]
+        train = store.commit("task-train", rows, step_id="ingest-id").ref
+        inputs = {"ingest.task": StepResult(datasets={"train": train}), "train": StepResult(model=str(tuned))}
+        step = Step("eval.after.style_retention", "evaluate", inputs=sorted(inputs),
+                    params={"benchmark": "style_retention", "limit": 6, "seed": 0, "max_new_tokens": 8,
+                            "model": {"spec": {"ref": str(base), "dtype": "float32"}}},
+                    speed={"batch_size": 2, "device": "cpu"})
+        step.id = step.content_id(sorted(inputs))
+        with Progress(f"step {step.name}", stream=out, interval_s=0, tty=False) as progress:
+            execute(StepContext(plan=Plan("p", "h", [step]), step=step, store=store, work_dir=tmp_path,
+                                recipe_dir=tmp_path, inputs=inputs, progress=progress))
+    lines = [LINE.match(l) for l in out.getvalue().splitlines()]
+    assert lines and all(lines), out.getvalue()
+    assert {m["label"] for m in lines} == {"step eval.after.style_retention"}
+    finals = {m["phase"]: (m["done"], m["total"]) for m in lines if m["end"].startswith("done in")}
+    assert finals.get("base answers") == ("6", "6") and finals.get("answers") == ("6", "6"), out.getvalue()
+    assert finals.get("closeness") == ("6", "6")  # MiniLM pairs: the two random models answer differently
+    assert {m["phase"] for m in lines} <= {"base answers", "answers", "closeness"}
