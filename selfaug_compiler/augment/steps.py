@@ -95,6 +95,7 @@ def _generate_dialogues(ctx: StepContext) -> dict[str, Any]:
         sp = SamplingParams(**sampling)
         size = _batch_size(ctx)
         gen_fn = lambda prompts, seeds: generate(loaded, prompts, sp, seeds=seeds, batch_size=size, progress=False)  # noqa: E731
+        ctx.progress(stats["resumed_rows"], len(plan), unit="dialogues")
         for start in range(0, len(todo), size):
             states = sa_sft.run_dialogues(todo[start:start + size], turns=int(aug.get("turns", 1)), template=template,
                                           recipe_dir=ctx.recipe_dir, seed=seed, generate_fn=gen_fn)
@@ -103,7 +104,7 @@ def _generate_dialogues(ctx: StepContext) -> dict[str, Any]:
                                         accept_truncated=bool(aug.get("accept_truncated"))) for s in states]
             ctx.store.stage(ctx.step.id, rows)
             stats["generated_rows"] += len(rows)
-            ctx.progress(stats["resumed_rows"] + stats["generated_rows"], len(plan), ctx.step.name)
+            ctx.progress(stats["resumed_rows"] + stats["generated_rows"], len(plan), unit="dialogues")
     reasons = [C.load_meta(m).get("excluded") for m in ctx.store.staged(ctx.step.id)["meta"].to_pylist()]
     stats.update(excluded=sum(1 for r in reasons if r), refused_truncated=reasons.count(C.TRUNCATED))
     limit = (_sampling(params) or {}).get("max_new_tokens", 256)
@@ -135,7 +136,8 @@ def execute_judge(ctx: StepContext) -> StepResult:
         def judge_fn(some: list[dict]) -> list[dict]:
             loaded = C.load_step_model(ctx) if judge.get("kind") == "model" and some else None
             verdicts = judge_items(s3ft.judge_inputs(some), judge, loaded=loaded, recipe_dir=ctx.recipe_dir,
-                                   batch_size=_batch_size(ctx), timeout_s=ctx.step.speed.get("timeout_s"))
+                                   batch_size=_batch_size(ctx), timeout_s=ctx.step.speed.get("timeout_s"),
+                                   progress=ctx.progress)
             return s3ft.with_verdicts(some, verdicts, ctx.step.id)
     judged, refused = C.judge_complete(rows, judge_fn, accept_truncated=bool(params.get("accept_truncated")),
                                        judge_name=name, step_id=ctx.step.id)
