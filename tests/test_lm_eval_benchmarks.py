@@ -206,3 +206,55 @@ def test_recipe_with_lm_eval_tasks_runs_before_and_after_with_paired_tests(tmp_p
     assert "tiny_gen" in report_json.with_name("report.html").read_text()
     assert main(["run", str(path), "--store", str(store)]) == 0  # a rerun reuses every step
     assert "0 step(s) ran" in capsys.readouterr().out
+
+
+@pytest.mark.slow  # ~80 s on 2 cores: the lm_eval CLI indexes its 14,000 task YAMLs before it starts
+def test_per_item_results_equal_the_lm_eval_cli_logged_samples(tmp_path, tiny_model, monkeypatch, capsys):
+    """The same tasks, model, few-shot count and items through `selfaug eval` and `lm_eval`."""
+    from selfaug_compiler.cli import main
+    from selfaug_compiler.evaluate.core import LazyModel, evaluate_cached
+    from selfaug_compiler.evaluate.registry import load_benchmark
+
+    write_tasks(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    names = {"tiny_mc": "lm_eval:tasks/tiny_mc.yaml", "tiny_gen": "lm_eval:tasks/tiny_gen.yaml"}
+    settings = {"settings": {"num_fewshot": 1}}
+    model = LazyModel(str(tiny_model), dtype="float32", device="cpu")
+    ours = {}
+    for task, name in names.items():
+        bench = load_benchmark(name, limit=4, seed=0, lm_eval=settings)
+        ours[task] = {row["doc_id"]: row for row in evaluate_cached(model, bench, None, batch_size=4).items}
+    samples = {task: sorted(rows) for task, rows in ours.items()}
+    assert all(len(ids) == 4 for ids in samples.values())
+
+    out = tmp_path / "lm_eval_out"
+    cli = [str(Path(sys.executable).with_name("lm_eval")), "--model", "hf",
+           "--model_args", f"pretrained={tiny_model},dtype=float32", "--device", "cpu", "--batch_size", "4",
+           "--tasks", "tiny_mc,tiny_gen", "--include_path", str(tmp_path / "tasks"), "--num_fewshot", "1",
+           "--samples", json.dumps(samples), "--log_samples", "--output_path", str(out)]
+    proc = subprocess.run(cli, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for task, rows in ours.items():
+        (path,) = out.rglob(f"samples_{task}_*.jsonl")
+        logged = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        theirs = {s["doc_id"]: s for s in logged}
+        assert sorted(theirs) == samples[task]
+        for doc_id, row in rows.items():
+            sample = theirs[doc_id]
+            for metric in sample["metrics"]:
+                assert row[metric] == pytest.approx(float(sample[metric])), (task, doc_id, metric)
+            assert row["acc"] == float(sample["acc" if task == "tiny_mc" else "exact_match"])
+            if task == "tiny_mc":
+                assert row["lls"] == pytest.approx([float(r[0]) for r in sample["filtered_resps"]], abs=1e-4)
+            else:
+                assert row["output"] == sample["resps"][0][0]
+
+    # `selfaug eval` on the same benchmark: the same mean, and a second call is served from the cache
+    args = ["eval", str(tiny_model), "-b", names["tiny_mc"], "--limit", "4", "--num-fewshot", "1",
+            "--dtype", "float32", "--device", "cpu", "--format", "json", "--store", str(tmp_path / "s.duckdb")]
+    for cached in (False, True):
+        assert main(args) == 0
+        result = json.loads(capsys.readouterr().out)[names["tiny_mc"]]
+        assert result["cached"] is cached and result["n"] == 4
+        assert result["acc"] == pytest.approx(sum(r["acc"] for r in ours["tiny_mc"].values()) / 4)
