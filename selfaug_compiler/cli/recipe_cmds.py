@@ -36,15 +36,27 @@ def validate_one(path: Path, overrides: list[str]) -> dict[str, Any]:
             "model": report.model.as_dict() if report.model else None}
 
 
+def _count(value: int | None, unknown: str = "?") -> str:
+    return unknown if value is None else f"{value:,}"
+
+
 def _budget_lines(budget: dict[str, Any] | None) -> list[str]:
     if not budget:
         return []
-    lines = [f"  budget: generate {budget['rows_to_generate']:,} rows / <= {budget['tokens_to_generate']:,} tokens; "
-             f"train ~{budget['tokens_to_train']:,} tokens; {budget['eval_runs']} eval runs"]
+    lines = []
+    for s in budget["stages"]:
+        source = "rows unknown until ingest (hub dataset)" if s["source_rows"] is None else f"{s['source_rows']:,} rows"
+        lines.append(f"  data: {s['task']} {source} -> {_count(s['task_rows'])} train, {s['heldout_rows']:,} held out "
+                     f"(~{s['mean_example_tokens']} tokens an example); {_count(s['train_rows'])} rows in the training mix")
+    lines.append(f"  budget: generate {_count(budget['rows_to_generate'])} rows / <= "
+                 f"{_count(budget['tokens_to_generate'])} tokens; train ~{_count(budget['tokens_to_train'])} tokens; "
+                 f"{budget['eval_runs']} eval runs")
     mem = budget.get("memory")
     if mem:
-        lines.append(f"  memory: ~{mem['train_gib']} GiB to train, ~{mem['generate_gib']} GiB to generate "
-                     f"({mem['params'] / 1e6:.1f}M params, {mem['dtype']}; rough estimate)")
+        parts = ", ".join(f"{k.replace('_and_', '+').replace('_', ' ')} {v}" for k, v in mem["train_parts_gib"].items())
+        lines.append(f"  memory: ~{mem['train_gib']} GiB to train ({parts}), ~{mem['generate_gib']} GiB to generate")
+        lines.append(f"          {mem['dtype']} on {mem['device']} ({mem['why']}); {mem['params'] / 1e6:.1f}M params; "
+                     "rough estimate")
     return lines
 
 

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from selfaug_compiler.compile import data_sample, length_checks, model_checks
-from selfaug_compiler.compile.budget import estimate_budget
+from selfaug_compiler.compile.data_sample import SourceRows
+from selfaug_compiler.compile.budget import StageData, estimate_budget, split_rows
 from selfaug_compiler.compile.benchmark_checks import check_benchmarks
 from selfaug_compiler.compile.known_benchmarks import installed_task_sources
 from selfaug_compiler.compile.model_info import ModelInfo
@@ -42,6 +43,7 @@ class CheckReport:
     model: ModelInfo | None = None
     budget: dict[str, Any] = field(default_factory=dict)
     samples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # task name -> rows
+    data: list[StageData] = field(default_factory=list)  # per stage: what was read of its sources
 
     @property
     def errors(self) -> list[Problem]:
@@ -89,18 +91,21 @@ class Checker:
     def run(self) -> CheckReport:
         stages = self.recipe.stage_list()
         for i, stage in enumerate(stages):
-            rows = self.check_source(stage.task.source, stage.task.fields, self.task_path(i))
+            source = self.check_source(stage.task.source, stage.task.fields, self.task_path(i))
+            rows = source.sample if source else []
             self.report.samples[stage.task.name] = rows
-            self.check_split(stage, i)
-            self.check_augment(stage, i, rows)
+            self.check_split(stage, i, source)
+            replay = self.check_augment(stage, i, rows)
+            self.report.data.append(StageData(source, replay))
         self.check_eval(stages)
         self.check_chat_template()
         self.report.model = model_checks.check_model(self, stages)
-        self.report.budget = estimate_budget(self.recipe, self.report.model, self.report.samples, self.loaded.base_dir)
+        self.report.budget = estimate_budget(self.recipe, self.report.model, self.report.data)
         return self.report
 
     # ------------------------------------------------------------------ data
-    def check_source(self, source: Any, fields: FieldMap, at: tuple[Any, ...]) -> list[dict[str, Any]]:
+    def check_source(self, source: Any, fields: FieldMap, at: tuple[Any, ...]) -> SourceRows | None:
+        """Checks a data source; returns what was read of it (None: nothing could be read)."""
         if isinstance(source, FileSource):
             return self._check_file_source(source, fields, at)
         if isinstance(source, PackagedSource):
@@ -108,48 +113,52 @@ class Checker:
         if isinstance(source, HFSource):
             local = self.loaded.base_dir / source.path
             if local.exists() and self.outside(at + ("source", "path"), local, "dataset folder"):
-                return []
+                return None
+            if local.is_dir():
+                return self._read(at, source.path, lambda: data_sample.read_hf_folder(local, source.split), fields)
             if not local.exists() and source.path.count("/") != 1:
                 self.add(at + ("source", "path"), f"`{source.path}` is neither a local dataset folder nor a hub id",
                          expected="a folder saved with save_to_disk, or org/name", found=source.path)
-        return []
+        return None
 
-    def _check_file_source(self, source: FileSource, fields: FieldMap, at: tuple[Any, ...]) -> list[dict[str, Any]]:
+    def _read(self, at: tuple[Any, ...], name: str, read: Any, fields: FieldMap) -> SourceRows | None:
+        try:
+            found = read()
+        except (data_sample.DataSampleError, OSError, UnicodeDecodeError) as exc:
+            self.add(at + ("source", "path"), f"cannot read `{name}`: {exc}")
+            return None
+        if not found.rows:
+            self.add(at + ("source", "path"), f"data source `{name}` has no rows", found="no rows")
+            return None
+        self._check_fields(found.sample, fields, at)
+        return found
+
+    def _check_file_source(self, source: FileSource, fields: FieldMap, at: tuple[Any, ...]) -> SourceRows | None:
         path = self.loaded.base_dir / source.path
         if self.outside(at + ("source", "path"), path, "data file"):
-            return []
+            return None
         if not path.is_file():
             self.add(at + ("source", "path"), f"data file `{source.path}` does not exist",
                      expected=f"a file relative to the recipe's folder ({self.loaded.base_dir})", found=str(path),
                      hint="paths are relative to the recipe file given on the command line")
-            return []
-        try:
-            rows = data_sample.sample_file(path)
-        except (data_sample.DataSampleError, OSError, UnicodeDecodeError) as exc:
-            self.add(at + ("source", "path"), f"cannot read `{source.path}`: {exc}")
-            return []
-        if not rows:
-            self.add(at + ("source", "path"), f"data file `{source.path}` has no rows", found="an empty file")
-            return []
-        self._check_fields(rows, fields, at, strict=True)
-        return rows
+            return None
+        return self._read(at, source.path, lambda: data_sample.read_file(path), fields)
 
-    def _check_packaged_source(self, source: PackagedSource, fields: FieldMap, at: tuple[Any, ...]) -> list[dict[str, Any]]:
+    def _check_packaged_source(self, source: PackagedSource, fields: FieldMap, at: tuple[Any, ...]) -> SourceRows | None:
         available = sorted(installed_task_sources())
         if source.name not in available:
             close = suggest(source.name, available)
             self.add(at + ("source", "name"), f"no packaged dataset `{source.name}`",
                      expected="one of: " + ", ".join(available), found=source.name,
                      hint=f"did you mean `{close}`?" if close else "install the asset packages (make setup)")
-            return []
-        rows = data_sample.sample_packaged(source.name)
-        if rows:
-            self._check_fields(rows, fields, at, strict=False)
-        return rows
+            return None
+        found = data_sample.read_packaged(source.name)
+        self._check_fields(found.sample, fields, at)
+        return found
 
-    def _check_fields(self, rows: list[dict[str, Any]], fields: FieldMap, at: tuple[Any, ...], strict: bool) -> None:
+    def _check_fields(self, rows: list[dict[str, Any]], fields: FieldMap, at: tuple[Any, ...]) -> None:
         columns = sorted({k for r in rows for k in r})
-        allowed = set(columns) | (set() if strict else set(data_sample.NORMALIZED_FIELDS))
+        allowed = set(columns)
         for role in ("prompt", "response", "id"):
             name = getattr(fields, role)
             if name is None or name in allowed:
@@ -159,7 +168,18 @@ class Checker:
                      expected="one of: " + ", ".join(columns), found=name,
                      hint=f"did you mean `{close}`?" if close else None)
 
-    def check_split(self, stage: StageSpec, i: int) -> None:
+    def check_split(self, stage: StageSpec, i: int, source: SourceRows | None) -> None:
+        split, total = stage.task.split, source.total if source else None
+        if total is not None and split.heldout + (split.train or 0) > total:
+            self.add(self.task_path(i) + ("split",), f"the split asks for {split.heldout} held-out + "
+                     f"{split.train or 0} training rows; the source has {total}",
+                     expected=f"split.heldout + split.train <= {total}",
+                     found=f"{split.heldout + (split.train or 0)} rows",
+                     hint="lower split.train or split.heldout (the ingest step would stop here)")
+        elif total is not None and split_rows(total, split.train, split.heldout) == 0:
+            self.add(self.task_path(i) + ("split",), f"no rows are left to train on: the source has {total} rows "
+                     f"and {split.heldout} are held out", expected=f"split.heldout < {total}",
+                     found=str(split.heldout), hint="lower split.heldout")
         if "heldout" in self.recipe.eval.in_domain and stage.task.split.heldout == 0:
             self.add(self.task_path(i) + ("split", "heldout"),
                      "eval.in_domain asks for `heldout` but the task holds no rows out: "
@@ -168,8 +188,10 @@ class Checker:
                      hint="set task.split.heldout, or remove `heldout` from eval.in_domain")
 
     # ------------------------------------------------------------------ augment
-    def check_augment(self, stage: StageSpec, i: int, rows: list[dict[str, Any]]) -> None:
+    def check_augment(self, stage: StageSpec, i: int, rows: list[dict[str, Any]]) -> SourceRows | None:
+        """Checks the augment section; returns what was read of a replay source."""
         aug, at, task = stage.augment, self.augment_path(i), stage.task
+        replay = None
         assert aug is not None
         context = template_context(rows[0] if rows else {}, task.fields.prompt, task.fields.response,
                                    system_prompt=task.system_prompt or "")
@@ -189,10 +211,11 @@ class Checker:
                 self.add(at + ("check_final_number",), "the final-number check only applies to number answers; "
                          f"task `{task.name}` has answer_type {task.answer_type}, so it is skipped", severity="warning")
         elif aug.method == "replay":
-            self.check_source(aug.source, aug.fields, at)
+            replay = self.check_source(aug.source, aug.fields, at)
         for short in length_checks.short_limits(aug, rows, task.fields.response):
             self.add(at + short.limit.path, short.message(task.name), severity="warning", expected=short.expected(),
                      found=str(short.limit.value), hint=short.hint())
+        return replay
 
     def check_judge(self, judge: Any, answer_type: str, at: tuple[Any, ...], context: dict[str, Any]) -> None:
         needs = {"numeric": "number", "code_exec": "code", "choice": "choice"}.get(judge.kind)

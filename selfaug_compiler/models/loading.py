@@ -3,15 +3,13 @@
 ``load_model`` accepts every reference ``models.reference`` understands, plus artifact folders
 written by the train step (full models, or LoRA adapters whose ``selfaug_artifact.json`` names
 the base model). ``dtype="auto"`` picks bf16 on CUDA devices that support it and on CPUs with
-native bf16 instructions (detected, never assumed), else fp32.
+native bf16 instructions (detected, never assumed), else fp32: ``precision.dtype_name`` decides,
+the same function `validate` uses for its memory estimate.
 """
 
 from __future__ import annotations
 
-import functools
 import json
-import os
-import platform
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ from typing import Any
 from selfaug_compiler.errors import SelfaugError
 from selfaug_compiler.models.fingerprint import folder_fingerprint
 from selfaug_compiler.models.reference import ModelRef, hub_cache_dir, parse_ref
+from selfaug_compiler.precision import cpu_has_fast_bf16, dtype_name  # noqa: F401 (cpu_has_fast_bf16: re-exported)
 
 ARTIFACT_META = "selfaug_artifact.json"
 
@@ -32,24 +31,6 @@ class LoadedModel:
     device: Any
     dtype: Any
     folder: Path | None = None
-
-
-@functools.lru_cache(maxsize=1)
-def cpu_has_fast_bf16() -> bool:
-    """True when this CPU runs bf16 matmuls natively (AVX512-BF16 or AMX), not emulated.
-
-    ``SELFAUG_CPU_BF16=0|1`` overrides the detection.
-    """
-    forced = os.environ.get("SELFAUG_CPU_BF16")
-    if forced in ("0", "1"):
-        return forced == "1"
-    if platform.system() == "Linux":
-        try:
-            flags = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return False
-        return any(flag in flags for flag in ("avx512_bf16", "amx_bf16"))
-    return False
 
 
 def resolve_device(preference: str = "auto") -> str:
@@ -68,13 +49,11 @@ def resolve_device(preference: str = "auto") -> str:
 
 
 def resolve_dtype(preference: str, device: str) -> Any:
+    """The torch dtype for ``dtype: preference`` on ``device`` (the decision is ``precision.dtype_name``)."""
     import torch
 
-    if preference != "auto":
-        return getattr(torch, preference)
-    if device.startswith("cuda"):
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
+    cuda_bf16 = torch.cuda.is_bf16_supported() if device.startswith("cuda") and preference == "auto" else None
+    return getattr(torch, dtype_name(preference, device, cuda_bf16=cuda_bf16))
 
 
 def model_folder(ref: str, *, revision: str | None = None, base_dir: Path | None = None) -> tuple[ModelRef, Path | str]:
