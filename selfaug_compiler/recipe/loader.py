@@ -87,16 +87,22 @@ class LoadedRecipe:
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> LoadedRecipe:
     """Read, merge and validate a recipe; raises ``SelfaugError`` on any user mistake."""
     path = Path(path)
-    files: list[Path] = []
-    tree = _load_with_extends(path, stack=[], state=_Loading(project_root(path), files))
-    for arg in overrides or []:
-        _apply_set(tree, arg)
+    tree, files = read_tree(path, overrides)
     data = to_plain(tree)
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as exc:
         raise SelfaugError(problems=problems_from_validation(exc, tree, Recipe)) from None
     return LoadedRecipe(recipe=recipe, path=path, tree=tree, files=files)
+
+
+def read_tree(path: Path, overrides: list[str] | None = None) -> tuple[LMap, list[Path]]:
+    """The merged located tree (extends, file, ``--set``) before validation, and the files read."""
+    files: list[Path] = []
+    tree = _load_with_extends(path, stack=[], state=_Loading(project_root(path), files))
+    for arg in overrides or []:
+        _apply_set(tree, arg)
+    return tree, files
 
 
 def read_text(path: Path, *, named_at: Location | None = None, what: str = "recipe") -> str:
