@@ -187,7 +187,7 @@ def test_recipe_with_lm_eval_tasks_runs_before_and_after_with_paired_tests(tmp_p
 
     write_tasks(tmp_path)
     benches = ["lm_eval:tasks/tiny_mc.yaml", "lm_eval:tasks/tiny_gen.yaml"]
-    lm = f'  lm_eval:\n    tasks:\n      "{benches[1]}": {{num_fewshot: 1}}\n'
+    lm = f'  noise_floor: true\n  lm_eval:\n    tasks:\n      "{benches[1]}": {{num_fewshot: 1}}\n'
     path = recipe(tmp_path, str(tiny_model), benches, lm)
     store = tmp_path / "store.duckdb"
     assert main(["run", str(path), "--store", str(store)]) == 0
@@ -201,6 +201,7 @@ def test_recipe_with_lm_eval_tasks_runs_before_and_after_with_paired_tests(tmp_p
         assert row["n"] == 5 and row["stages"] == [0, 1]
         assert row["test"] == "mcnemar" and row["p_value"] is not None and row["before"] is not None
         assert len(row["items"]["ids"]) == 5 and all(i.startswith(prefix) for i in row["items"]["ids"])
+        assert row["noise"]["n"] == 5  # the base model scored again (reversed, batch size 7), paired by id
     assert rows[benches[1]]["chance"] == 0
     assert 20 < rows[benches[0]]["chance"] < 50  # 1/3, 1/2 or 1/4 per item
     assert "tiny_gen" in report_json.with_name("report.html").read_text()
