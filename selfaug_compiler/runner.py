@@ -143,6 +143,13 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 def _explain_resource_failure(exc: BaseException) -> tuple[str, str] | None:
     """(message, hint) for failures of the machine rather than of the code: memory and disk."""
+    from selfaug_compiler.store.faults import DISK_FULL, fault
+
+    store_fault = fault(exc)
+    if store_fault is not None and store_fault.kind == DISK_FULL:
+        return (f"the disk is full writing the store {store_fault.path or ''}".rstrip(),
+                "free space (or point --store / SELFAUG_STORE to a disk with room) and run again: finished steps "
+                "and committed batches are kept, the interrupted step resumes")
     if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
         where = f" writing {exc.filename}" if exc.filename else ""
         return (f"the disk is full{where}",
@@ -199,9 +206,11 @@ class Runner:
     def run(self, steps: list[Step]) -> RunSummary:
         summary = RunSummary(run_id=uuid.uuid4().hex[:12])
         with self._store() as store:
-            store.start_run(summary.run_id, self.plan.recipe_hash, self.plan.to_json())
+            for dead in store.start_run(summary.run_id, self.plan.recipe_hash, self.plan.to_json()):
+                self.echo(f"run {dead}: its process is gone (killed?); recorded as dead")
         results: dict[str, StepResult] = {}
         final_status = "failed"
+        failing = True
         try:
             with _sigterm_as_interrupt():
                 for index, step in enumerate(steps, start=1):
@@ -210,13 +219,24 @@ class Runner:
                     if outcome.result is not None:
                         results[step.name] = outcome.result
             final_status = "done"
+            failing = False
         except KeyboardInterrupt:
             final_status = "interrupted"
             raise
         finally:
-            with self._store() as store:
-                store.finish_run(summary.run_id, final_status)
+            self._finish(summary.run_id, final_status, failing)
         return summary
+
+    def _finish(self, run_id: str, status: str, failing: bool) -> None:
+        """Record the run's end. When a step already failed, a failure here (the disk that made it
+        fail is still full) must not hide that error: the run then stays ``running`` until the next
+        run or ``selfaug data verify`` sees that this process is gone and records it as dead."""
+        try:
+            with self._store() as store:
+                store.finish_run(run_id, status)
+        except SelfaugError:
+            if not failing:
+                raise
 
     def _inputs_for(self, step: Step, results: dict[str, StepResult]) -> dict[str, StepResult]:
         inputs: dict[str, StepResult] = {}
@@ -253,7 +273,10 @@ class Runner:
             self.echo(f"{counter} {step.name}: interrupted; the same command again resumes here")
             raise
         except SelfaugError as exc:
-            self._record_failure(run_id, step, started, "failed", exc.render())
+            known = _explain_resource_failure(exc)
+            self._record_failure(run_id, step, started, "failed", known[0] if known else exc.render())
+            if known is not None:
+                raise StepFailed(step.name, known[0], hint=known[1]) from exc
             raise
         except StepFailed as exc:
             self._record_failure(run_id, step, started, "failed", str(exc))
@@ -269,8 +292,14 @@ class Runner:
             self._record_failure(run_id, step, started, "failed", f"{type(exc).__name__}: {exc}")
             raise StepFailed(step.name, f"{type(exc).__name__}: {exc}", hint=f"traceback in {log}") from exc
         seconds = time.perf_counter() - t0
-        with self._store() as store:
-            store.record_step(run_id, step.name, step.id, "done", started, _now(), json.dumps(result.to_dict()))
+        try:
+            with self._store() as store:
+                store.record_step(run_id, step.name, step.id, "done", started, _now(), json.dumps(result.to_dict()))
+        except SelfaugError as exc:  # the step's outputs are committed; only its record is missing
+            known = _explain_resource_failure(exc)
+            if known is None:
+                raise
+            raise StepFailed(step.name, f"{known[0]} (recording the finished step)", hint=known[1]) from exc
         self.echo(f"{counter} {step.name}: done in {seconds:.1f}s")
         return StepOutcome(step, "done", seconds, result)
 
@@ -286,5 +315,10 @@ class Runner:
             return executor(ctx)
 
     def _record_failure(self, run_id: str, step: Step, started: str, status: str, error: str) -> None:
-        with self._store() as store:
-            store.record_step(run_id, step.name, step.id, status, started, _now(), None, error=error)
+        """Record a failed step; when even that fails (a full disk), the step's own error is the
+        one to report, so this failure is dropped: nothing is cached for a step that failed."""
+        try:
+            with self._store() as store:
+                store.record_step(run_id, step.name, step.id, status, started, _now(), None, error=error)
+        except SelfaugError:
+            pass

@@ -50,6 +50,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: the store is consistent; run the same command again to resume.", file=sys.stderr)
         return 130
+    except Exception as exc:  # a damaged or full store reached through store.con directly
+        from selfaug_compiler.store.faults import fault
+
+        translated = fault(exc) if type(exc).__module__.split(".")[0] in ("duckdb", "_duckdb") else None
+        if translated is None:
+            raise
+        print(translated.render(), file=sys.stderr)
+        return 2
     return 0
 
 

@@ -95,14 +95,17 @@ def import_(ctx: typer.Context, file: Annotated[str, typer.Argument(help="FILE o
             key: Annotated[Optional[str], typer.Option("--key", help="id column (default: sha256 of the prompt)")] = None,
             map_: Annotated[Optional[str], typer.Option("--map", help="prompt=COL,response=COL,messages=COL")] = None,
             message: Annotated[Optional[str], typer.Option("--message", "-m")] = None,
+            encoding: Annotated[str, typer.Option("--encoding", help="text encoding of a jsonl/json/csv file, "
+                                                  "e.g. latin-1, cp1252, utf-16")] = "utf-8",
             store: StoreOpt = None, fmt: FormatOpt = "text") -> None:
     """Import a file (jsonl, json, csv, parquet, HF folder) or packaged:NAME as a new version."""
-    from selfaug_compiler.data.sources import load_rows, parse_mapping
+    from selfaug_compiler.data.sources import SourceSpec, check_encoding, load_rows, parse_mapping
     from selfaug_compiler.store.versions import check_name
 
     _fmt(fmt)
     check_name(dataset)
-    rows = load_rows(file, parse_mapping(map_), key)  # parse before locking the store
+    spec = SourceSpec(file, encoding=check_encoding(encoding, "--encoding"))
+    rows = load_rows(spec, parse_mapping(map_), key)  # parse before locking the store
     with _open(ctx, store, read_only=False) as s:
         before = s.con.execute("SELECT count(*) FROM versions WHERE dataset = ?", [dataset]).fetchall()[0][0]
         v = s.commit(dataset, rows, message=message or f"import {file}")
@@ -205,23 +208,40 @@ def export(ctx: typer.Context, ref: str, output: Annotated[Path, typer.Option("-
 
 
 def _write_atomically(table, output: Path) -> None:
-    output.parent.mkdir(parents=True, exist_ok=True)
+    if output.is_dir():
+        raise SelfaugError(f"cannot export to {output}: it is a folder", field="-o",
+                           expected="a .parquet or .jsonl file path", hint=f"e.g. -o {output / 'data.jsonl'}")
     tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
     try:
-        if output.name.lower().endswith(".parquet"):
-            import pyarrow.parquet as pq
-
-            pq.write_table(table, tmp)
-        else:
-            import duckdb
-
-            con = duckdb.connect()
-            con.register("t", table)
-            con.execute(f"COPY t TO '{str(tmp).replace(chr(39), chr(39) * 2)}' (FORMAT json)")
-            con.close()
-        os.replace(tmp, output)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        _write_file(table, output, tmp)
+    except OSError as exc:
+        raise SelfaugError(f"cannot write {output}: {exc.strerror or exc}", field="-o",
+                           hint="export to a folder you can write, with free space") from exc
     finally:
-        tmp.unlink(missing_ok=True)
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+
+
+def _write_file(table, output: Path, tmp: Path) -> None:
+    if output.name.lower().endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        pq.write_table(table, tmp)  # pyarrow's IO errors are OSErrors
+    else:
+        import duckdb
+
+        con = duckdb.connect()
+        con.register("t", table)
+        try:
+            con.execute(f"COPY t TO '{str(tmp).replace(chr(39), chr(39) * 2)}' (FORMAT json)")
+        except duckdb.IOException as exc:
+            raise OSError(str(exc).splitlines()[0]) from exc
+        finally:
+            con.close()
+    os.replace(tmp, output)
 
 
 @data_app.command("tag")
@@ -237,8 +257,9 @@ def tag(ctx: typer.Context, ref: str, tag_name: Annotated[str, typer.Argument(me
 def verify(ctx: typer.Context, store: StoreOpt = None, fmt: FormatOpt = "text") -> None:
     """Check the store's integrity (exit 1 when something is wrong)."""
     _fmt(fmt)
-    with _open(ctx, store, read_only=True) as s:
-        report = s.verify()
+    from selfaug_compiler.store.verify import verify_path
+
+    report = verify_path(store or (ctx.obj or {}).get("store"))
     if fmt == "json":
         _print_json(report.to_dict())
     else:
@@ -248,6 +269,8 @@ def verify(ctx: typer.Context, store: StoreOpt = None, fmt: FormatOpt = "text") 
             print(f"  error: {p}")
         for w in report.warnings:
             print(f"  warning: {w}")
+        if report.hint:
+            print(f"  hint: {report.hint}")
     if not report.ok:
         raise typer.Exit(1)
 

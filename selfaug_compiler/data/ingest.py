@@ -39,7 +39,8 @@ def _source_spec(ctx: StepContext, source: dict[str, Any]) -> SourceSpec:
     if kind == "packaged":
         return SourceSpec(f"packaged:{source['name']}")
     if kind == "file":
-        return SourceSpec(str(ctx.resolve_path(source["path"])))
+        return SourceSpec(str(ctx.resolve_path(source["path"])), encoding=source.get("encoding", "utf-8"),
+                          encoding_option="task.source.encoding")
     if kind == "hf":
         local = ctx.resolve_path(source["path"])
         if local.is_dir():

@@ -13,11 +13,13 @@ columns with row-column names pass through; every other source column goes into 
 from __future__ import annotations
 
 import json
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 
+from selfaug_compiler.data import text
 from selfaug_compiler.data.packaged import load_packaged
 from selfaug_compiler.errors import SelfaugError
 from selfaug_compiler.store.rows import SQL_TYPES, METADATA_COLUMNS, PAYLOAD_COLUMNS, ROW_SCHEMA
@@ -33,14 +35,29 @@ _PASS_THROUGH = [c for c in METADATA_COLUMNS if c != "meta"]
 
 @dataclass
 class SourceSpec:
-    """What to read: a path or ``packaged:NAME``, with an optional split for HF folders."""
+    """What to read: a path or ``packaged:NAME``, with an optional split for HF folders and the
+    text encoding of jsonl/json/csv files (``encoding_option`` names where the user sets it)."""
 
     location: str
     split: str | None = None
+    encoding: str = "utf-8"
+    encoding_option: str = "--encoding"
 
     @property
     def packaged(self) -> str | None:
         return self.location.split(":", 1)[1] if self.location.startswith("packaged:") else None
+
+
+def check_encoding(encoding: str, option: str) -> str:
+    """``encoding`` when Python knows the codec, else a ``SelfaugError`` naming ``option``."""
+    import codecs
+
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise SelfaugError(f"unknown text encoding {encoding[:40]!r}", field=option,
+                           expected="a Python codec name, e.g. utf-8, latin-1, cp1252, utf-16") from None
+    return encoding
 
 
 def parse_mapping(text: str | None) -> dict[str, str]:
@@ -71,8 +88,9 @@ def _file_relation(con, path: Path, split: str | None) -> None:
         con.execute(f"CREATE VIEW src AS SELECT * FROM read_json('{p}', format='newline_delimited')")
     elif name.endswith((".json", ".json.gz")):
         con.execute(f"CREATE VIEW src AS SELECT * FROM read_json('{p}', format='auto')")
-    elif name.endswith((".csv", ".csv.gz", ".tsv")):
-        con.execute(f"CREATE VIEW src AS SELECT * FROM read_csv('{p}', header=true)")
+    elif name.endswith((".csv", ".csv.gz", ".tsv", ".tsv.gz")):  # a fixed delimiter: a ragged row is an error
+        delim = "\\t" if ".tsv" in name else ","
+        con.execute(f"CREATE VIEW src AS SELECT * FROM read_csv('{p}', header=true, delim=E'{delim}')")
     elif name.endswith(".parquet"):
         con.execute(f"CREATE VIEW src AS SELECT * FROM read_parquet('{p}')")
     else:
@@ -109,6 +127,19 @@ def _first_bad_line(path: Path) -> tuple[int, str] | None:
     return None
 
 
+def _first_bad_json(path: Path) -> tuple[int, str] | None:
+    """Where a .json file (one document, or JSON lines) stops parsing."""
+    import gzip
+
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8", errors="replace") as f:
+        try:
+            json.load(f)
+        except json.JSONDecodeError as exc:
+            return _first_bad_line(path) if exc.msg == "Extra data" else (exc.lineno, exc.msg)
+    return None
+
+
 def _columns(con) -> list[str]:
     return [r[0] for r in con.execute("DESCRIBE src").fetchall()]
 
@@ -137,10 +168,15 @@ def _as_text(expr: str, typ: str) -> str:
     return f"CAST({expr} AS VARCHAR)" if typ.upper() == "VARCHAR" else f"to_json({expr})::VARCHAR"
 
 
-def _mapping_sql(con, mapping: dict[str, str], key_field: str | None, where: str) -> str:
+def _mapping_sql(con, mapping: dict[str, str], key_field: str | None, where: str) -> tuple[str, str | None]:
+    """(the mapping query, the key column used)."""
     described = {r[0]: r[1] for r in con.execute("DESCRIBE src").fetchall()}
     columns = list(described)
-    chosen = _pick(mapping, columns, where)
+    try:
+        chosen = _pick(mapping, columns, where)
+    except SelfaugError:
+        _refuse_no_rows(con, where)
+        raise
     if key_field is None and "key" in columns:
         key_field = "key"
     if key_field is not None and key_field not in columns:
@@ -163,57 +199,119 @@ def _mapping_sql(con, mapping: dict[str, str], key_field: str | None, where: str
         own = f"CAST(meta AS JSON)"
         meta = f"json_merge_patch({own}, {meta})" if meta else own
     select.append(f"CAST({meta} AS VARCHAR) AS meta" if meta else "NULL::VARCHAR AS meta")
-    return f"SELECT {', '.join(select)} FROM src"
+    return f"SELECT {', '.join(select)} FROM src", key_field
+
+
+def _refuse_no_rows(con, where: str) -> None:
+    if con.execute("SELECT count(*) FROM src").fetchall()[0][0] == 0:
+        raise SelfaugError(f"{where} has no rows", file=where,
+                           hint="give a file with at least one record (a csv needs a header and rows)")
 
 
 def load_rows(spec: SourceSpec | str, mapping: dict[str, str] | None = None,
               key_field: str | None = None) -> pa.Table:
     """Read a source and map it into row columns (an Arrow table ready for ``store.commit``).
 
-    Packaged sets default to their ``id`` column as key (hash of the prompt where it is null).
+    A declared key column (``key_field``, or a ``key`` column in the file) must have a value in
+    every row; packaged sets default to their ``id`` column (hash of the prompt where it is null).
+    An empty source, a ragged CSV row or text that is not in ``spec.encoding`` is refused with its line.
     """
     import duckdb
 
     spec = SourceSpec(spec) if isinstance(spec, str) else spec
+    declared = key_field is not None
     con = duckdb.connect()
+    scratch = tempfile.TemporaryDirectory(prefix="selfaug-read-")
     try:
         if spec.packaged is not None:
             con.register("src", load_packaged(spec.packaged))
-            where = spec.location
+            where, read = spec.location, None
             if key_field is None:
                 key_field = "id"
         else:
             path = Path(spec.location).expanduser()
             if not path.exists():
                 raise SelfaugError(f"file not found: {path}", file=str(path), hint="check the path")
-            where = str(path)
+            where, read = str(path), _readable_copy(path, spec, Path(scratch.name))
         try:
-            if spec.packaged is None:
-                _file_relation(con, Path(where), spec.split)
-            sql = _mapping_sql(con, mapping or {}, key_field, where)
+            if read is not None:
+                _file_relation(con, read, spec.split)
+            sql, used_key = _mapping_sql(con, mapping or {}, key_field, where)
             table = con.sql(sql).to_arrow_table().cast(ROW_SCHEMA)
         except duckdb.Error as exc:
-            raise _read_error(spec, exc) from exc
-        return _check_keys_present(table, key_field, where)
+            raise _read_error(spec, exc, read) from exc
+        if table.num_rows == 0:
+            raise SelfaugError(f"{where} has no rows", file=where,
+                               hint="give a file with at least one record (a csv needs a header and rows)")
+        if declared or used_key == "key":
+            _check_keys_present(table, used_key, where, read)
+        return table
     finally:
         con.close()
+        scratch.cleanup()
 
 
-def _read_error(spec: SourceSpec, exc: Exception) -> SelfaugError:
+def _readable_copy(path: Path, spec: SourceSpec, scratch: Path) -> Path:
+    """The file DuckDB should read: ``path`` itself, or a UTF-8 copy of a text file in another
+    encoding (or with a byte order mark). An empty file and a ragged CSV row (which DuckDB's
+    dialect sniffer may silently read as another header) are refused here, with the line."""
+    kind = text.text_kind(path)
+    if path.is_file() and path.stat().st_size == 0 or kind is not None and text.is_blank(path):
+        raise SelfaugError(f"{path} is empty", file=str(path),
+                           hint=f"give a {kind or 'data'} file with at least one record")
+    if kind is None:
+        return path
+    read = path
+    if not text.is_utf8(spec.encoding) or text.has_bom(path):
+        read = scratch / path.name.removesuffix(".gz").removesuffix(".GZ")
+        try:
+            text.transcode(path, spec.encoding, read)
+        except UnicodeError as exc:
+            raise _encoding_error(spec, path) from exc
+    if kind in ("csv", "tsv"):
+        try:
+            ragged = text.first_ragged_row(read, "," if kind == "csv" else "\t")
+        except UnicodeError as exc:
+            raise _encoding_error(spec, path) from exc
+        if ragged:
+            raise SelfaugError(f"line {ragged[0]} has {ragged[1]} fields, the header has {ragged[2]}",
+                               file=str(path), line=ragged[0],
+                               hint="quote fields that contain the delimiter, or fix that row")
+    return read
+
+
+def _encoding_error(spec: SourceSpec, path: Path) -> SelfaugError:
+    found = text.undecodable_message(path, spec.encoding, spec.encoding_option)
+    message, line, hint = found or (f"the file is not {spec.encoding} text", None, f"set {spec.encoding_option}")
+    return SelfaugError(message, file=str(path), line=line, field=spec.encoding_option, hint=hint)
+
+
+def _read_error(spec: SourceSpec, exc: Exception, read: Path | None) -> SelfaugError:
     path = Path(spec.location)
-    if path.is_file() and (".json" in path.name or path.name.endswith(".ndjson")):
-        bad = _first_bad_line(path)
-        if bad:
-            return SelfaugError(f"malformed JSON line: {bad[1]}", file=str(path), line=bad[0],
-                                hint="fix or remove that line")
+    kind = text.text_kind(path) if path.is_file() else None
+    if kind is not None and read is not None:
+        if read == path and text.first_undecodable(path, spec.encoding) is not None:
+            return _encoding_error(spec, path)
+        if kind in ("jsonl", "json"):
+            bad = _first_bad_line(read) if kind == "jsonl" else _first_bad_json(read)
+            if bad:
+                return SelfaugError(f"malformed JSON line: {bad[1]}", file=str(path), line=bad[0],
+                                    hint="fix or remove that line")
     return SelfaugError(f"cannot read {spec.location}: {str(exc).splitlines()[0]}", file=spec.location)
 
 
-def _check_keys_present(table: pa.Table, key_field: str | None, where: str) -> pa.Table:
-    if key_field and key_field != "id" and table["key"].null_count:
-        import pyarrow.compute as pc
+def _check_keys_present(table: pa.Table, key_field: str, where: str, read: Path | None) -> None:
+    """Every row of a declared key column has a non-empty value; else name the first row without."""
+    import pyarrow.compute as pc
 
-        first = pc.index(pc.is_null(table["key"]), True).as_py()
-        raise SelfaugError(f"row {first + 1} has no value in key column {key_field!r}", file=where,
-                           field="--key", hint="every row needs a key; or omit --key to key rows by prompt hash")
-    return table
+    keys = table["key"]
+    missing = pc.or_kleene(pc.is_null(keys), pc.equal(pc.utf8_trim_whitespace(keys), "")).fill_null(True)
+    if not pc.any(missing).as_py():
+        return
+    first = pc.index(missing, True).as_py()
+    line = text.line_of_row(read, text.text_kind(read) or "", first) if read is not None else None
+    at = f"line {line}" if line else f"row {first + 1}"
+    raise SelfaugError(f"{at} has no value in the key column {key_field!r}", file=where, line=line,
+                       field="key", expected=f"a value of {key_field!r} in every row",
+                       hint="give every row a key, or drop the key column (--key / fields.id) to key rows by "
+                            "a hash of the prompt")

@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from selfaug_compiler.names import NAME_MAX, NAME_PATTERN
+
 SPEED = "speed"
 TargetSource = Literal["gold", "self", "paraphrase", "rewrite", "self_dialogue", "replay"]
 DType = Literal["auto", "float32", "bfloat16", "float16"]
@@ -69,6 +71,19 @@ class ModelSpec(Strict):
 class FileSource(Strict):
     kind: Literal["file"] = "file"
     path: str = Field(..., description="jsonl, json, csv or parquet file, relative to the recipe")
+    encoding: str = added_field("utf-8", description="text encoding of a jsonl/json/csv file, e.g. latin-1, "
+                                "cp1252, utf-16 (any Python codec); parquet ignores it")
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_codec(cls, value: str) -> str:
+        import codecs
+
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(f"unknown text encoding {value[:40]!r} (e.g. utf-8, latin-1, cp1252, utf-16)") from None
+        return value
 
 
 class PackagedSource(Strict):
@@ -103,7 +118,7 @@ class Split(Strict):
 
 
 class TaskSpec(Strict):
-    name: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(..., pattern=NAME_PATTERN, max_length=NAME_MAX)
     source: DataSource
     fields: FieldMap = FieldMap()
     answer_type: Literal["number", "code", "text", "choice"] = "text"
@@ -242,7 +257,7 @@ class TrainSpec(Strict):
 
 # ----------------------------------------------------------------------------- evaluation
 class CustomBenchmark(Strict):
-    name: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(..., pattern=NAME_PATTERN, max_length=NAME_MAX)
     path: str = Field(..., description="jsonl: query/choices/gold (multiple_choice) or prompt/answer (generation)")
     type: Literal["multiple_choice", "generation"] = "multiple_choice"
     answer_type: Literal["number", "code", "text"] = "number"
@@ -318,7 +333,7 @@ class StageSpec(Strict):
 
 
 class Recipe(Strict):
-    name: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(..., pattern=NAME_PATTERN, max_length=NAME_MAX)
     seed: Seed = 1234
     model: ModelSpec = ModelSpec()
     task: TaskSpec | None = None

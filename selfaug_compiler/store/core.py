@@ -16,6 +16,7 @@ import pyarrow as pa
 from selfaug_compiler.errors import SelfaugError
 from selfaug_compiler.store import commit as C
 from selfaug_compiler.store import records
+from selfaug_compiler.store.faults import guard_methods, reraise_as_fault
 from selfaug_compiler.store import versions as V
 from selfaug_compiler.store.lock import connect, default_wait_s, resolve_store_path
 from selfaug_compiler.store.rows import ROW_COLUMNS, ROW_SCHEMA, normalize_rows
@@ -25,6 +26,7 @@ from selfaug_compiler.store.versions import Version
 _tmp_counter = itertools.count()
 
 
+@guard_methods  # a damaged file, a full disk or a read-only folder: one StoreFault message
 class Store:
     """A versioned dataset store in one DuckDB file. Build it with ``open_store``."""
 
@@ -42,8 +44,14 @@ class Store:
     def __enter__(self) -> "Store":
         return self
 
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        if exc_type is None:
+            self.close()
+            return
+        try:  # already failing: closing a connection DuckDB invalidated must not hide why
+            self.close()
+        except Exception:  # noqa: BLE001
+            self.con = None
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -53,7 +61,7 @@ class Store:
         try:
             yield
         except BaseException:
-            self.con.execute("ROLLBACK")
+            _quietly(self.con.execute, "ROLLBACK")  # fails when DuckDB invalidated the database
             raise
         self.con.execute("COMMIT")
 
@@ -76,6 +84,7 @@ class Store:
         V.check_name(dataset)
         table = normalize_rows(rows if rows is not None else ROW_SCHEMA.empty_table(), key_field)
         tmp = f"_commit_{next(_tmp_counter)}"
+        failed = False
         try:
             C.prepare(self.con, table, tmp, stage_id=from_stage)
             C.check_keys(self.con, tmp, dataset)
@@ -95,8 +104,14 @@ class Store:
                                 recipe_hash=recipe_hash, message=message, n_rows=n_rows,
                                 rows_digest=rows_digest, stage_id=from_stage)
             return V.find_existing(self.con, dataset, vid_id)
+        except BaseException:
+            failed = True
+            raise
         finally:
-            C.release(self.con, tmp)
+            if failed:  # the first error is the one to report
+                _quietly(C.release, self.con, tmp)
+            else:
+                C.release(self.con, tmp)
 
     def _unchanged(self, version: Version, from_stage: str | None) -> Version:
         if from_stage is not None:
@@ -185,9 +200,17 @@ class Store:
             self.con.execute("DELETE FROM staged WHERE stage_id = ?", [step_id])
 
     # ------------------------------------------------------------------ runs, artifacts, evals
-    def start_run(self, run_id: str, recipe_hash: str, plan_json: Any) -> None:
+    def start_run(self, run_id: str, recipe_hash: str, plan_json: Any) -> list[str]:
+        """Record a run owned by this process; returns the runs it found dead (their process gone)."""
         with self.transaction():
-            records.start_run(self.con, run_id, recipe_hash, plan_json)
+            return records.start_run(self.con, run_id, recipe_hash, plan_json)
+
+    def dead_runs(self) -> list[str]:
+        return records.dead_runs(self.con)
+
+    def mark_dead_runs(self) -> list[str]:
+        with self.transaction():
+            return records.mark_dead_runs(self.con)
 
     def record_step(self, run_id: str, step_name: str, step_id: str, status: str, started_at: Any,
                     ended_at: Any, result_json: Any, error: str | None = None) -> None:
@@ -228,7 +251,7 @@ class Store:
     def verify(self):
         from selfaug_compiler.store.verify import verify
 
-        return verify(self.con)
+        return verify(self.con, self.path)
 
     def gc(self) -> int:
         from selfaug_compiler.store.verify import gc
@@ -237,22 +260,48 @@ class Store:
         return gc(self)
 
 
+def _quietly(func, *args: Any) -> None:
+    """Call ``func`` for cleanup while another error propagates; its own failure is dropped."""
+    try:
+        func(*args)
+    except Exception:  # noqa: BLE001
+        pass
+
+
 def open_store(path: str | Path | None = None, *, recipe_store_path: str | None = None,
                read_only: bool = False, wait_s: float | None = None) -> Store:
     """Open (and create or migrate) a store. Path: explicit > $SELFAUG_STORE > recipe > default."""
     resolved = resolve_store_path(path, recipe_store_path)
     wait = default_wait_s() if wait_s is None else wait_s
     con = connect(resolved, read_only=read_only, wait_s=wait)
-    if schema_version(con) < SCHEMA_VERSION:
-        if read_only:  # migrate once with a writable connection, then reopen read-only
+    try:
+        version = schema_version(con)
+        if version < SCHEMA_VERSION and read_only:  # migrate once with a writable connection, then reopen
             con.close()
-            open_store(resolved, wait_s=wait).close()
+            con = None
+            _migrate_for_reading(resolved, wait)
             con = connect(resolved, read_only=True, wait_s=wait)
-        else:
+        elif version < SCHEMA_VERSION:
             migrate(con)
-    elif schema_version(con) > SCHEMA_VERSION:
-        con.close()
-        raise SelfaugError(f"store {resolved} has schema version newer than this selfaug ({SCHEMA_VERSION})",
-                           hint="upgrade selfaug to open this store")
-    con.execute("SET preserve_insertion_order = false")  # every read that needs an order says ORDER BY
+        elif version > SCHEMA_VERSION:
+            raise SelfaugError(f"store {resolved} has schema version newer than this selfaug ({SCHEMA_VERSION})",
+                               hint="upgrade selfaug to open this store")
+        con.execute("SET preserve_insertion_order = false")  # every read that needs an order says ORDER BY
+    except Exception as exc:
+        if con is not None:
+            _quietly(con.close)
+        reraise_as_fault(exc, resolved)
+        raise
     return Store(con, resolved, read_only)
+
+
+def _migrate_for_reading(path: Path, wait: float) -> None:
+    """Migrate an older store before reading it; where it cannot be written (a read-only folder)
+    it is read as it is: every reading query works on the tables of older versions."""
+    from selfaug_compiler.store.faults import READ_ONLY, StoreFault
+
+    try:
+        open_store(path, wait_s=wait).close()
+    except StoreFault as exc:
+        if exc.kind != READ_ONLY:
+            raise

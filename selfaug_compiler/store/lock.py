@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from selfaug_compiler.errors import SelfaugError
+from selfaug_compiler.store.faults import reraise_as_fault
 
 DEFAULT_STORE = ".selfaug/store.duckdb"
 DEFAULT_WAIT_S = 5.0
@@ -49,16 +50,25 @@ def connect(path: Path, *, read_only: bool, wait_s: float):
         raise SelfaugError(
             f"no store at {path}", hint="import data first (selfaug data import) or pass --store PATH"
         )
+    if path.is_dir():
+        raise SelfaugError(f"the store path {path} is a folder, not a store file",
+                           hint=f"pass the file inside it, e.g. --store {path / 'store.duckdb'}")
     if not read_only:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            reraise_as_fault(exc, path)
+            raise SelfaugError(f"cannot create the store folder {path.parent}: {exc.strerror}",
+                               hint="pass --store PATH in a folder you can write") from exc
     deadline = time.monotonic() + wait_s
     delay = 0.05
     while True:
         try:
             return duckdb.connect(str(path), read_only=read_only)
-        except duckdb.IOException as exc:
+        except duckdb.Error as exc:
             if not _is_lock_error(exc):
-                raise SelfaugError(f"cannot open store {path}: {exc}") from exc
+                reraise_as_fault(exc, path)
+                raise SelfaugError(f"cannot open store {path}: {str(exc).splitlines()[0]}") from exc
             if time.monotonic() >= deadline:
                 pid = _PID.search(str(exc))
                 who = f"pid {pid.group(1)}" if pid else "unknown pid"

@@ -8,6 +8,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from selfaug_compiler.store import liveness
+
 
 def _now() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
@@ -19,9 +21,35 @@ def _json(value: Any) -> str | None:
     return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
 
 
-def start_run(con, run_id: str, recipe_hash: str, plan_json: Any) -> None:
-    con.execute("INSERT OR REPLACE INTO runs VALUES (?, ?, ?, 'running', ?, NULL)",
-                [run_id, recipe_hash, _json(plan_json), _now()])
+def start_run(con, run_id: str, recipe_hash: str, plan_json: Any) -> list[str]:
+    """Record a run as running, owned by this process; first record as dead the runs whose owner
+    is gone (returned)."""
+    gone = mark_dead_runs(con)
+    pid, host, start = liveness.owner()
+    con.execute("INSERT OR REPLACE INTO runs (run_id, recipe_hash, plan_json, status, started_at, ended_at, pid, "
+                "host, proc_start) VALUES (?, ?, ?, 'running', ?, NULL, ?, ?, ?)",
+                [run_id, recipe_hash, _json(plan_json), _now(), pid, host, start])
+    return gone
+
+
+def dead_runs(con) -> list[str]:
+    """Runs recorded as running whose process is gone (killed with SIGKILL, machine rebooted)."""
+    columns = {r[0] for r in con.execute("SELECT column_name FROM information_schema.columns "
+                                         "WHERE table_name = 'runs'").fetchall()}
+    if "pid" not in columns:  # a store read before its migration to v3 (read-only folder)
+        return []
+    rows = con.execute("SELECT run_id, pid, host, proc_start FROM runs WHERE status = 'running' "
+                       "ORDER BY started_at").fetchall()
+    return [run_id for run_id, pid, host, start in rows if liveness.is_gone(pid, host, start)]
+
+
+def mark_dead_runs(con) -> list[str]:
+    """Record the runs of ``dead_runs`` as dead (ended now); returns their ids."""
+    gone = dead_runs(con)
+    for run_id in gone:
+        con.execute("UPDATE runs SET status = 'dead', ended_at = ? WHERE run_id = ? AND status = 'running'",
+                    [_now(), run_id])
+    return gone
 
 
 def record_step(con, run_id: str, step_name: str, step_id: str, status: str, started_at: Any,

@@ -176,6 +176,12 @@ def _key_from_column(table: pa.Table, key_field: str) -> pa.Table:
         raise SelfaugError(f"key column {key_field!r} is not in the rows", field=key_field,
                            found=", ".join(table.column_names))
     key = table[key_field].cast(pa.string())
+    if key.null_count:
+        import pyarrow.compute as pc
+
+        first = pc.index(pc.is_null(key), True).as_py()
+        raise SelfaugError(f"row {first} has no value in the key column {key_field!r}", field=key_field,
+                           hint="every row needs a key; or give no key field to key rows by a hash of the prompt")
     if key_field not in ROW_COLUMNS:
         table = table.drop_columns([key_field])
     if "key" in table.column_names:

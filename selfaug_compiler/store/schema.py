@@ -55,7 +55,14 @@ def _v2_staging_runs_artifacts_evals(con) -> None:
     )
 
 
-MIGRATIONS: list[Callable] = [_v1_datasets_versions_rows, _v2_staging_runs_artifacts_evals]
+def _v3_run_owner(con) -> None:
+    """v3: the process that owns a run (pid, host, process start), so a run whose process was
+    killed (``kill -9``) can be told from one still running and recorded as dead."""
+    for column in ("pid BIGINT", "host VARCHAR", "proc_start VARCHAR"):
+        con.execute(f"ALTER TABLE runs ADD COLUMN {column}")
+
+
+MIGRATIONS: list[Callable] = [_v1_datasets_versions_rows, _v2_staging_runs_artifacts_evals, _v3_run_owner]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -90,6 +97,9 @@ def migrate(con, target: int = SCHEMA_VERSION) -> int:
             )
             con.execute("COMMIT")
         except BaseException:
-            con.execute("ROLLBACK")
+            try:
+                con.execute("ROLLBACK")
+            except Exception:  # noqa: BLE001 - a failed COMMIT already ended it; report the first error
+                pass
             raise
     return current

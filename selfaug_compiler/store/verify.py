@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from selfaug_compiler.errors import SelfaugError
+from selfaug_compiler.store.faults import fault
 from selfaug_compiler.store.rows import content_hash_sql, row_hash_sql
 from selfaug_compiler.store.versions import content_digest_sql, rows_digest, rows_xor_sql, version_id
 
@@ -15,27 +17,57 @@ class VerifyReport:
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
+    hint: str | None = None
+    path: str | None = None  # the store file, named in reports of damage
 
     def fail(self, message: str) -> None:
         self.ok = False
         self.problems.append(message)
 
+    def damaged(self, exc: BaseException, where: str) -> None:
+        """Report a store fault (a damaged file) found while reading ``where``."""
+        found = fault(exc, self.path)
+        if found is None:
+            raise exc
+        self.fail(f"{where}: {found.problems[0].message}: {found.detail}")
+        self.hint = found.problems[0].hint
+
     def to_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "problems": self.problems, "warnings": self.warnings, "stats": self.stats}
+        return {"ok": self.ok, "problems": self.problems, "warnings": self.warnings, "stats": self.stats,
+                "hint": self.hint}
 
 
-def verify(con) -> VerifyReport:
-    """Every version's rows exist, row counts match, content ids and row hashes recompute, no
-    orphan membership; staged leftovers and unreferenced rows are reported as warnings."""
-    report = VerifyReport()
-    report.stats = dict(zip(("datasets", "versions", "rows", "memberships"), con.execute(
-        "SELECT (SELECT count(*) FROM datasets), (SELECT count(*) FROM versions), (SELECT count(*) FROM rows), "
-        "(SELECT count(*) FROM version_rows)").fetchall()[0]))
-    _check_membership(con, report)
-    _check_versions(con, report)
-    _check_rows(con, report)
-    _check_leftovers(con, report)
+def verify(con, path=None) -> VerifyReport:
+    """Every table reads back in full (DuckDB checks each block's checksum), every version's rows
+    exist, row counts match, content ids and row hashes recompute, no orphan membership; staged
+    leftovers and unreferenced rows are reported as warnings. A damaged file is reported, not raised."""
+    report = VerifyReport(path=None if path is None else str(path))
+    if not _check_readable(con, report):
+        return report
+    try:
+        report.stats = dict(zip(("datasets", "versions", "rows", "memberships"), con.execute(
+            "SELECT (SELECT count(*) FROM datasets), (SELECT count(*) FROM versions), (SELECT count(*) FROM rows), "
+            "(SELECT count(*) FROM version_rows)").fetchall()[0]))
+        _check_membership(con, report)
+        _check_versions(con, report)
+        _check_rows(con, report)
+        _check_leftovers(con, report)
+    except Exception as exc:  # noqa: BLE001 - re-raised unless it is a damaged store
+        report.damaged(exc, "checking versions")
     return report
+
+
+def _check_readable(con, report: VerifyReport) -> bool:
+    """Read every column of every table (a damaged block fails its checksum here)."""
+    tables = [r[0] for r in con.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' AND table_type = 'BASE TABLE' "
+        "ORDER BY table_name").fetchall()]
+    for table in tables:
+        try:
+            con.execute(f'SELECT count(*), bit_xor(hash(COLUMNS(*))) FROM "{table}"').fetchall()
+        except Exception as exc:  # noqa: BLE001 - re-raised unless it is a damaged store
+            report.damaged(exc, f"table {table}")
+    return report.ok
 
 
 def _check_membership(con, report: VerifyReport) -> None:
@@ -101,3 +133,34 @@ def gc(store) -> int:
     if n:
         con.execute("CHECKPOINT")
     return int(n)
+
+
+def verify_path(path) -> VerifyReport:
+    """``selfaug data verify``: verify the store at ``path`` (read-only). A file too damaged to
+    open is reported, not raised; runs left ``running`` by a process that is gone (``kill -9``)
+    are recorded as ``dead`` when the store can be written, and listed either way."""
+    from selfaug_compiler.store.core import open_store
+    from selfaug_compiler.store.faults import DAMAGED, NEWER_FORMAT, StoreFault
+
+    try:
+        with open_store(path, read_only=True) as store:
+            report = store.verify()
+            gone = store.dead_runs() if report.ok else []
+    except StoreFault as exc:
+        if exc.kind not in (DAMAGED, NEWER_FORMAT):
+            raise
+        report = VerifyReport(path=exc.path)
+        report.damaged(exc, "opening the store")
+        return report
+    if gone:
+        try:
+            with open_store(path) as store:
+                gone = store.mark_dead_runs()
+            state = "now recorded as dead"
+        except SelfaugError:  # a read-only folder, another writer: say so, change nothing
+            state = "still recorded as running (the store cannot be written)"
+        for run_id in gone:
+            report.warnings.append(f"run {run_id} was left running by a process that is gone; {state}")
+    if report.ok:
+        report.stats["dead_runs"] = len(gone)
+    return report

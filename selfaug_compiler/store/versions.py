@@ -18,10 +18,10 @@ from typing import Any
 import pyarrow as pa
 
 from selfaug_compiler.errors import SelfaugError
+from selfaug_compiler.names import check_name, shown
 from selfaug_compiler.plan import canonical_json, sha256_hex
 from selfaug_compiler.store.rows import ROW_COLUMNS
 
-NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 _VERSION_COLS = "vid, dataset, seq, id, parent, step_id, recipe_hash, message, created_at, n_rows, rows_digest"
 
 
@@ -59,11 +59,6 @@ class Version:
         return d
 
 
-def check_name(name: str, what: str = "dataset name") -> None:
-    if not NAME_RE.match(name or ""):
-        raise SelfaugError(f"invalid {what} {name!r}", expected="letters, digits, '_', '.', '-'",
-                           found=repr(name))
-
 
 def version_id(content_digest: str, parent: str | None, step_id: str | None) -> str:
     return sha256_hex(canonical_json({"rows": content_digest, "parent": parent, "step": step_id}))
@@ -99,8 +94,12 @@ def _unknown_dataset(con, dataset: str) -> None:
 
 def resolve(con, ref: str) -> Version:
     """``NAME`` (latest), ``NAME@3`` (sequence), ``NAME@tag`` or ``NAME@<id prefix>``."""
-    name, _, sel = ref.rpartition("@") if "@" in ref else (ref, "", "")
+    name, at, sel = ref.rpartition("@") if "@" in ref else (ref, "", "")
     check_name(name)
+    if at and not sel:
+        raise SelfaugError(f"empty version in {shown(ref)}", field="version",
+                           expected="NAME (latest), NAME@3, NAME@<id prefix> or NAME@tag", found=shown(ref),
+                           hint=f"drop the '@' for the latest version ({name}), or name one: see `selfaug data log {name}`")
     if not sel:
         v = latest(con, name)
         if v is None:
