@@ -122,6 +122,9 @@ def test_validate_checks_lm_eval_tasks_offline(tmp_path, monkeypatch):
     assert "`tasks/nope.yaml` does not exist" in problems[1]
     assert "no lm-eval task, group or tag named `arc_eazy`" in problems[2]
 
+    lm = '  lm_eval:\n    tasks:\n      "lm_eval:tasks/tiny_gen.yaml": {metric: acc_norm}\n'
+    (problem,) = errors(recipe(tmp_path, "tiny", ["lm_eval:tasks/tiny_gen.yaml"], lm))
+    assert "lm_eval.tasks" in problem and "reports no metric `acc_norm`" in problem
     (tmp_path / "tasks" / "mc.jsonl").unlink()
     assert "reads" in errors(recipe(tmp_path, "tiny", ["lm_eval:tasks/tiny_mc.yaml"]))[0]
 

@@ -49,11 +49,36 @@ def check_lm_eval(checker: Any, name: str, at: tuple[Any, ...]) -> None:
     """An ``lm_eval:`` benchmark: the task or YAML exists and its data is available offline."""
     from selfaug_compiler.evaluate.lm_eval_spec import LmEvalProblem, locate
 
-    include = list(checker.recipe.eval.lm_eval.include_path)
+    spec = checker.recipe.eval.lm_eval
     try:
-        locate(name, base_dir=checker.loaded.base_dir, include_path=include, check_data=True)
+        located = locate(name, base_dir=checker.loaded.base_dir, include_path=list(spec.include_path),
+                         check_data=True)
     except LmEvalProblem as problem:
         checker.add(at, problem.message, found=name, expected=problem.expected, hint=problem.hint)
+        return
+    settings = spec.tasks.get(name)
+    if settings is not None and settings.metric is not None:
+        check_metric(checker, located, settings.metric, ("eval", "lm_eval", "tasks", name, "metric"))
+
+
+def check_metric(checker: Any, located: Any, metric: str, at: tuple[Any, ...]) -> None:
+    """A declared pass/fail metric must be one the task's YAML reports (single tasks only)."""
+    from selfaug_compiler.evaluate.lm_eval_spec import LmEvalProblem, read_yaml
+
+    if located.yaml_path is None:
+        return
+    try:
+        config = read_yaml(located.yaml_path)
+    except LmEvalProblem:
+        return
+    metrics = [m.get("metric") for m in config.get("metric_list") or [] if isinstance(m, dict)]
+    if config.get("group") or not metrics or not all(isinstance(m, str) for m in metrics):
+        return  # a group, lm_eval's per-output-type defaults or a python metric: known at run time
+    if metric not in metrics:
+        close = suggest(metric, metrics)
+        checker.add(at, f"lm-eval task `{located.target}` reports no metric `{metric}`",
+                    expected="one of: " + ", ".join(metrics), found=metric,
+                    hint=f"did you mean `{close}`?" if close else None)
 
 
 def check_lm_eval_settings(checker: Any) -> None:

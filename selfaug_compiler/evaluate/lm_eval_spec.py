@@ -294,6 +294,9 @@ def check_available(located: LocatedTask) -> None:
         task = str(config.get("task") or config.get("group") or located.target)
         problem = dataset_problem(task if task == located.target else f"{task}` (of `{located.target}", config)
         if problem is not None:
+            if (SHIPPED / f"selfaug_{located.target}.yaml").is_file():
+                problem.hint = (f"`lm_eval:selfaug_{located.target}` runs this task's format on selfaug's packaged "
+                                f"copy of the data; or {problem.hint}")
             raise problem
 
 
