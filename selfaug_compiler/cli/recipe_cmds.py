@@ -23,17 +23,15 @@ def _problem_dicts(problems: list[Problem]) -> list[dict[str, Any]]:
 
 
 def validate_one(path: Path, overrides: list[str]) -> dict[str, Any]:
-    """Load and check one recipe; never raises for a user mistake (it goes into ``problems``)."""
-    from selfaug_compiler.compile.checks import check_recipe
-    from selfaug_compiler.recipe.loader import load_recipe
+    """Load and check one recipe: every problem, sorted by file:line (``compile/validation.py``);
+    never raises for a user mistake (it goes into ``problems``)."""
+    from selfaug_compiler.compile.validation import validate_recipe
 
-    try:
-        loaded = load_recipe(path, overrides)
-    except SelfaugError as exc:
-        return {"file": str(path), "ok": False, "problems": exc.problems, "budget": None, "model": None}
-    report = check_recipe(loaded)
-    return {"file": str(path), "ok": report.ok, "problems": report.problems, "budget": report.budget,
-            "model": report.model.as_dict() if report.model else None}
+    found = validate_recipe(path, overrides)
+    report = found.report
+    return {"file": str(path), "ok": found.ok, "problems": found.problems,
+            "budget": report.budget if report else None,
+            "model": report.model.as_dict() if report and report.model else None}
 
 
 def _count(value: int | None, unknown: str = "?") -> str:

@@ -8,6 +8,7 @@ an unknown key the closest known names ("did you mean").
 from __future__ import annotations
 
 import difflib
+import re
 import types
 import typing
 from typing import Any
@@ -55,16 +56,18 @@ def _problem(err: dict[str, Any], root: LNode, model: type[BaseModel]) -> Proble
             field=dotted(found_path + (name,)),
             expected=f"`{name}:` in this mapping",
             found="nothing",
-            hint=_field_description(model, root, found_path, name),
+            hint=_field_description(model, root, found_path, name) or f"add a `{name}:` line to this mapping",
         )
     if kind in ("union_tag_invalid", "union_tag_not_found"):
         return _bad_variant(err, root, found_path)
+    expected, hint = _expected_and_hint(err, model, root, found_path)
     return Problem(
         _message(err),
         location=loc,
         field=dotted(found_path),
-        expected=_allowed_range(model, root, found_path, kind) or _expected(err),
+        expected=_allowed_range(model, root, found_path, kind) or expected,
         found=_found(err.get("input")),
+        hint=hint,
     )
 
 
@@ -89,7 +92,7 @@ def _unknown_key(err: dict[str, Any], root: LNode, parent: tuple[Any, ...], mode
     key = str(err["loc"][-1])
     known = model_fields_at(model, root, parent)
     close = suggest(key, known)
-    hint = f"did you mean `{close}`?" if close else None
+    hint = f"did you mean `{close}`?" if close else "remove it, or check its indentation (it may belong to another section)"
     return Problem(
         f"unknown key `{key}`",
         location=key_location(root, parent, key) or locate(root, parent)[0],
@@ -131,6 +134,7 @@ _ALIASES = {
     "max_tokens": "max_new_tokens",
     "per_device_train_batch_size": "batch_size",
     "max_seq_length": "max_length",
+    "gpu": "cuda",
 }
 
 
@@ -165,6 +169,82 @@ def _expected(err: dict[str, Any]) -> str:
     if kind == "string_pattern_mismatch":
         return f"text matching {ctx.get('pattern')}"
     return _message(err)
+
+
+def _expected_and_hint(err: dict[str, Any], model: type[BaseModel], root: LNode,
+                       path: tuple[Any, ...]) -> tuple[str, str | None]:
+    """What a value of the field looks like (with an example) and how to fix this one."""
+    kind, value = err["type"], err.get("input")
+    name = next((str(p) for p in reversed(path) if isinstance(p, str)), "")
+    info = _field_info(model, root, path)
+    default = info.default if info is not None else None
+    about = f"`{name}`: {info.description}" if info is not None and info.description else None
+    if kind in ("float_parsing", "float_type"):
+        example = _number(default) if _is_number(default) else "1e-4"
+        return f"a number such as {example}", f"write a number without quotes or units, e.g. `{name}: {example}`"
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        example = default if _is_number(default) and isinstance(default, int) else 8
+        why = "without decimals" if kind == "int_from_float" else "with digits only, no quotes or units"
+        return f"a whole number such as {example}", f"write a whole number {why}, e.g. `{name}: {example}`"
+    if kind in ("bool_parsing", "bool_type"):
+        return "true or false", f"write `{name}: true` or `{name}: false`"
+    if kind == "string_type":
+        if isinstance(value, (list, dict)):
+            shape = "list" if isinstance(value, list) else "mapping (check the indentation)"
+            return "text", f"`{name}` is one text value, not a {shape}"
+        return "text", f"quote it to keep it as text: `{name}: \"{value}\"`"
+    if kind == "list_type":
+        shown = value if not isinstance(value, dict) else "..."
+        return "a list", f"write a list: `{name}: [{shown}]`, or one `- item` per line under `{name}:`"
+    if kind in ("dict_type", "model_type", "model_attributes_type"):
+        inner = _nested_model(info)
+        listing = f" ({', '.join(inner.model_fields)})" if inner else ""
+        return (_EXPECTED_BY_TYPE[kind], f"`{name}` holds settings{listing}: write `key: value` lines indented "
+                f"under `{name}:`, or `{name}: {{key: value}}`")
+    if kind == "literal_error":
+        options = re.findall(r"'([^']*)'", str((err.get("ctx") or {}).get("expected", "")))
+        close = suggest(str(value), options) if options else None
+        return _expected(err), f"did you mean `{close}`?" if close else about or "use one of the values listed"
+    if kind in _BOUND_ERRORS and about is None and _is_number(default):
+        return _expected(err), f"the default is {_number(default)}"
+    return _expected(err), about
+
+
+def _field_info(model: type[BaseModel], root: LNode, path: tuple[Any, ...]) -> Any:
+    """The pydantic FieldInfo of the field at ``path`` (of the list holding it, for a list item)."""
+    from selfaug_compiler.recipe.located import to_plain
+
+    while path and isinstance(path[-1], int):
+        path = path[:-1]
+    if not path:
+        return None
+    parent = model_at(model, to_plain(root), path[:-1])
+    return parent.model_fields.get(str(path[-1])) if parent else None
+
+
+def _nested_model(info: Any) -> type[BaseModel] | None:
+    """The settings model a field holds (the first, for a union of variants)."""
+    if info is None:
+        return None
+    found = _choose_model(info.annotation, None)
+    for candidate in [found, *typing.get_args(_unwrap(found))]:
+        candidate = _unwrap(candidate)
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _number(value: float) -> str:
+    """As a recipe would write it: 1e-4, 0.03, 8."""
+    text = f"{value:e}" if value and abs(value) < 0.01 else f"{value:g}"
+    if "e" in text:
+        mantissa, exponent = text.split("e")
+        text = f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+    return text
 
 
 def _found(value: Any) -> str:
