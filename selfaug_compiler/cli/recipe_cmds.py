@@ -15,6 +15,8 @@ import typer
 
 from selfaug_compiler.errors import Problem, SelfaugError
 
+OUTSIDE_HELP = ("let the recipe name files outside its project (absolute paths, `..`): templates, "
+                "extends bases, data; only for recipes you trust (same as SELFAUG_ALLOW_OUTSIDE_PATHS=1)")
 SET_HELP = "override a field: --set train.lr=1e-4 (YAML value; repeatable; wins over the file)"
 
 
@@ -98,8 +100,12 @@ def validate(
     recipes: list[Path] = typer.Argument(..., help="recipe YAML files"),
     set_: Optional[list[str]] = typer.Option(None, "--set", help=SET_HELP),
     format: str = typer.Option("text", "--format", help="text | json | github"),
+    allow_outside: bool = typer.Option(False, "--allow-outside-paths", help=OUTSIDE_HELP),
 ) -> None:
     """Check recipes without loading weights: schema, files, fields, templates, model, budget."""
+    from selfaug_compiler.recipe.paths import allow_outside_paths
+
+    allow_outside_paths(allow_outside)
     if format not in ("text", "json", "github"):
         raise SelfaugError("unknown --format", expected="text, json or github", found=format)
     results = [validate_one(p, list(set_ or [])) for p in recipes]
@@ -118,13 +124,16 @@ def compile_cmd(
     recipe: Path = typer.Argument(..., help="recipe YAML file"),
     out: Path = typer.Option(..., "-o", "--out", help="output folder for plan.json, run.sh, launch files"),
     set_: Optional[list[str]] = typer.Option(None, "--set", help=SET_HELP),
+    allow_outside: bool = typer.Option(False, "--allow-outside-paths", help=OUTSIDE_HELP),
 ) -> None:
     """Compile a recipe into plan.json, run.sh, accelerate_config.yaml and slurm.sbatch."""
     from selfaug_compiler.compile.checks import check_recipe
     from selfaug_compiler.compile.emit import render_files, write_files
     from selfaug_compiler.compile.planner import build_plan
     from selfaug_compiler.recipe.loader import load_recipe
+    from selfaug_compiler.recipe.paths import allow_outside_paths
 
+    allow_outside_paths(allow_outside)
     loaded = load_recipe(recipe, list(set_ or []))
     report = check_recipe(loaded)
     for p in report.problems:

@@ -46,8 +46,13 @@ def run_command(
     only: list[str] = typer.Option([], "--only", help="run only these steps (names or globs); their inputs must be cached"),
     until: list[str] = typer.Option([], "--until", help="run these steps and everything they depend on"),
     force: list[str] = typer.Option([], "--force", help="re-run these steps even if cached"),
+    allow_outside: bool = typer.Option(False, "--allow-outside-paths", help="let the recipe name files outside its "
+                                       "project (absolute paths, `..`); only for recipes you trust"),
 ) -> None:
     """Execute a plan step by step; a second run of a finished recipe does no model work."""
+    from selfaug_compiler.recipe.paths import allow_outside_paths
+
+    allow_outside_paths(allow_outside)
     from selfaug_compiler.runner import Runner, select_steps
     from selfaug_compiler.store.lock import resolve_store_path
 

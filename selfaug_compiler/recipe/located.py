@@ -100,9 +100,9 @@ def check_yaml_limits(text: str, file: str, budget: int = MAX_NODES) -> int:
                 if open_:
                     open_[-1][3] = max(open_[-1][3], depth + levels)
             if count > budget:
-                raise _limit_error(file, event.start_mark, f"YAML expands to more than {budget:,} values "
-                                   "(aliases are counted each time they are used)",
-                                   f"at most {MAX_NODES:,} values in a recipe with its extends files",
+                raise _limit_error(file, event.start_mark, f"YAML expands to more than {MAX_NODES:,} values "
+                                   "(aliases count each time they are used; a recipe and its extends files together)",
+                                   f"at most {MAX_NODES:,} values",
                                    "an alias bomb or an oversized file", "remove the nested aliases; list data "
                                    "belongs in a data file, not in the recipe")
     except yaml.YAMLError:

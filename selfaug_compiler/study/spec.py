@@ -88,10 +88,14 @@ class Study:
 def load_study(path: Path) -> Study:
     import yaml
 
+    from selfaug_compiler.recipe.located import check_yaml_limits
+
     if not path.is_file():
         raise SelfaugError(f"no study file at {path}", file=str(path), hint="pass a study .yaml, e.g. studies/lab.yaml")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        check_yaml_limits(text, str(path))  # nesting and alias bombs: refused before composing
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise SelfaugError(f"{path} is not valid YAML: {getattr(exc, 'problem', exc)}", file=str(path),
