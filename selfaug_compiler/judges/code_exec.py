@@ -1,72 +1,49 @@
-"""Run untrusted model-written code against tests, in a separate, limited process.
+"""Run untrusted model-written code against tests, in a separate, jailed and limited process.
 
 Layers of protection (each one independent of the others):
 
-- a child process ``sys.executable -I`` (isolated mode: no user site, no PYTHON* variables) in
-  its own session, started in a throw-away temporary working directory with a scrubbed
-  environment (HOME and TMPDIR point into that directory);
-- ``resource.setrlimit`` in the child before exec: address space (``memory_mb``), CPU seconds,
-  process count (fork bombs), file size and open files;
-- a wall-clock timeout that kills the whole process group (``os.killpg``);
-- when unprivileged user namespaces work here (checked once, ``unshare --user --map-root-user``),
-  the child also gets its own network namespace (no interface but a downed loopback: no
-  network at all), PID namespace (everything dies with its init) and mount namespace in which
-  every mount but the working directory is remounted read-only (writes outside fail).
-
-RLIMIT_NPROC is not enforced for root (the kernel exempts uid 0 of the host even inside a user
-namespace), so when selfaug runs as root the child is also put into a fresh ``pids`` cgroup with
-``pids.max = MAX_PROCESSES`` when one can be created (``/sys/fs/cgroup/pids`` or a cgroup v2
-``pids`` controller); the cgroup is removed afterwards.
-
-Without user namespaces the network block and the write block are **best-effort**: a preamble
-replaces ``socket.socket`` and friends inside the child, which code that imports ``_socket``
-directly can get around, and writes are only confined by HOME/TMPDIR pointing into the
-working directory. As root without a pids cgroup, a fork bomb is only stopped by the CPU limit and the timeout.
-``sandbox_mode()`` says which mode is in use.
+- the jail (``judges/sandbox.py``, bubblewrap): a root of its own with only the interpreter and
+  its standard library (no host ``/etc``, ``/root``, home or project files; nothing writable but
+  two small tmpfs), its own ``/proc`` and PID namespace (host processes are invisible; everything
+  dies with it), no network, uid 65534 without capabilities. Without a working ``bwrap`` the judge
+  refuses to run anything: ``run_tests`` raises ``SandboxUnavailable`` (a ``SelfaugError``);
+- ``resource.setrlimit`` before exec: address space (``memory_mb``), CPU seconds, process count
+  (plus a ``pids`` cgroup when running as root, where RLIMIT_NPROC is not enforced), file size,
+  open files, no core dumps;
+- a wall-clock timeout that kills the whole process group;
+- proof of completion (``judges/exec_harness.py``): the parent hands the harness a random nonce
+  through a pipe; the harness rewrites the tests so that every check compares plain built-in
+  values itself (an object whose ``__eq__`` is always true decides nothing), runs setup, the
+  candidate and the tests, and writes ``{nonce, "passed"}`` to a second pipe only after the last
+  test. Without that record the program failed, whatever its exit code: ``sys.exit(0)``,
+  ``os._exit(0)``, a signal, closing stdout all fail.
 """
 
 from __future__ import annotations
 
-import functools
+import fcntl
+import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from selfaug_compiler.judges.sandbox import (JOBDIR, PidsCgroup, bwrap_command, interpreter, process_limit_enforced,
+                                             require_sandbox, sandbox_mode)
+
+__all__ = ["ExecResult", "run_tests", "sandbox_mode", "process_limit_enforced", "MAX_PROCESSES"]
+
 OUTPUT_LIMIT = 64 * 1024
+PROOF_LIMIT = 1024 * 1024
 MAX_PROCESSES = 16
 MAX_FILE_BYTES = 16 * 1024 * 1024
 MAX_OPEN_FILES = 64
-
-# Run by the namespace wrapper: bind the work dir onto itself, then remount every other mount
-# read-only, then exec the program.
-_NS_WRAPPER = r"""
-D="$1"; shift
-mount --bind "$D" "$D" || exit 97
-awk '{print $5}' /proc/self/mountinfo | while read -r m; do
-  case "$m" in /proc|/proc/*|/sys|/sys/*|/dev/pts|"$D") ;; *) mount -o remount,bind,ro "$m" 2>/dev/null ;; esac
-done
-cd "$D" && exec "$@"
-"""
-
-# Used only without namespaces: best-effort network block inside the child.
-_SOCKET_BLOCK = '''
-import socket as _s
-def _blocked(*a, **k):
-    raise OSError("network access is disabled in the selfaug sandbox")
-class _NoSocket:
-    def __init__(self, *a, **k): _blocked()
-_s.socket = _NoSocket
-_s.create_connection = _blocked
-_s.socketpair = _blocked
-del _s
-'''
+_HARNESS = Path(__file__).with_name("exec_harness.py")
 
 
 @dataclass
@@ -76,94 +53,7 @@ class ExecResult:
     stdout: str
     stderr: str
     seconds: float
-
-
-@functools.lru_cache(maxsize=1)
-def namespaces_available() -> bool:
-    """True when ``unshare`` can give us user, network, mount and PID namespaces here."""
-    exe = shutil.which("unshare")
-    if exe is None:
-        return False
-    try:
-        probe = subprocess.run([exe, "--user", "--map-root-user", "--net", "--mount", "--pid", "--fork",
-                                "sh", "-c", "mount -o remount,bind,ro / && true"],
-                               capture_output=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return probe.returncode == 0
-
-
-def process_limit_enforced() -> bool:
-    """Whether the kernel caps the child's process count (RLIMIT_NPROC as non-root, or a pids cgroup)."""
-    return os.geteuid() != 0 or _cgroup_parent() is not None
-
-
-def sandbox_mode() -> str:
-    return "namespaces" if namespaces_available() else "rlimits-only (best-effort network/write block)"
-
-
-def _cgroup_parent() -> Path | None:
-    """A pids cgroup folder we may create children in (root only), or None."""
-    if os.geteuid() != 0:
-        return None
-    for base in (Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup")):
-        if (base / "cgroup.procs").is_file() and os.access(base, os.W_OK):
-            if base.name == "pids" or "pids" in _read(base / "cgroup.subtree_control"):
-                return base
-    return None
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text()
-    except OSError:
-        return ""
-
-
-class PidsCgroup:
-    """A throw-away pids cgroup capping the child's process count (used when running as root)."""
-
-    def __init__(self, max_pids: int) -> None:
-        self.path: Path | None = None
-        parent = _cgroup_parent()
-        if parent is None:
-            return
-        path = parent / f"selfaug-exec-{uuid.uuid4().hex[:12]}"
-        try:
-            path.mkdir()
-            (path / "pids.max").write_text(str(max_pids))
-            self.path = path
-        except OSError:
-            if path.is_dir():
-                self.remove()
-
-    def enter(self) -> None:
-        """Called in the child before exec: move this process into the cgroup."""
-        if self.path is not None:
-            with open(self.path / "cgroup.procs", "w") as f:
-                f.write(str(os.getpid()))
-
-    def remove(self) -> None:
-        path, self.path = self.path, None
-        if path is None:
-            return
-        for _ in range(50):  # the killed processes leave the cgroup within moments
-            try:
-                path.rmdir()
-                return
-            except OSError:
-                for pid in _read(path / "cgroup.procs").split():
-                    try:
-                        os.kill(int(pid), signal.SIGKILL)
-                    except (ProcessLookupError, ValueError):
-                        pass
-                time.sleep(0.02)
-
-
-def build_program(code: str, tests: list[str], setup: str, *, block_sockets: bool) -> str:
-    parts = [_SOCKET_BLOCK] if block_sockets else []
-    parts += [setup, code, *tests]
-    return "\n\n".join(p for p in parts if p)
+    checks: int = 0  # asserts the harness evaluated (a pass with 0 means the tests had none)
 
 
 def _limits(timeout_s: float, memory_mb: int, cgroup: PidsCgroup):
@@ -184,20 +74,50 @@ def _limits(timeout_s: float, memory_mb: int, cgroup: PidsCgroup):
     return apply
 
 
-def _command(workdir: Path, use_ns: bool) -> list[str]:
-    python = [sys.executable, "-I", "-B", "program.py"]
-    if not use_ns:
-        return python
-    return ["unshare", "--user", "--map-root-user", "--net", "--mount", "--pid", "--fork", "--kill-child",
-            "sh", "-c", _NS_WRAPPER, "sandbox", str(workdir), *python]
-
-
 def _read_capped(path: Path) -> str:
     try:
         with open(path, "rb") as f:
             return f.read(OUTPUT_LIMIT).decode("utf-8", errors="replace")
     except OSError:
         return ""
+
+
+def _read_pipe(fd: int) -> str:
+    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)
+    chunks, size = [], 0
+    while size < PROOF_LIMIT:
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks).decode("utf-8", errors="replace")
+
+
+def _proof(text: str, nonce: str) -> dict | None:
+    """The harness's record: the first line carrying our nonce (the program cannot know it)."""
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and secrets.compare_digest(str(record.get("nonce", "")), nonce):
+            return record
+    return None
+
+
+def _job_file(folder: Path, job: dict) -> int:
+    """A file descriptor of an unlinked file holding ``job`` as JSON, positioned at its start."""
+    path = folder / "job.json"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    os.unlink(path)
+    with os.fdopen(os.dup(fd), "wb") as f:
+        f.write(json.dumps(job).encode())
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
@@ -208,49 +128,76 @@ def _kill_group(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
-def _reason(returncode: int, stderr: str, timed_out: bool) -> str:
+def _signal_name(num: int) -> str:
+    return signal.Signals(num).name if num in signal.valid_signals() else str(num)
+
+
+def _reason(returncode: int, stderr: str, timed_out: bool, record: dict | None) -> str:
+    if record is not None:
+        if record.get("status") == "passed":
+            return "passed"
+        why = str(record.get("reason") or "failed")
+        return "memory limit" if why.startswith("MemoryError") else "error: " + why[:300]
     if timed_out:
         return "timeout"
+    # bwrap reports a child killed by signal N as exit status 128 + N
+    sig = -returncode if returncode < 0 else returncode - 128 if returncode > 128 else 0
+    if sig:
+        name = _signal_name(sig)
+        return "cpu time limit" if name == "SIGXCPU" else f"killed by {name} before the tests finished"
     if returncode == 0:
-        return "passed"
-    if returncode < 0:
-        sig = signal.Signals(-returncode).name if -returncode in signal.valid_signals() else str(-returncode)
-        return "cpu time limit" if sig == "SIGXCPU" else f"killed by {sig}"
-    if returncode == 97:
-        return "sandbox setup failed"
+        return "exited before the tests finished (exit code 0, no proof from the harness)"
     lines = [ln for ln in stderr.strip().splitlines() if ln.strip()]
     last = lines[-1] if lines else f"exit code {returncode}"
     if "MemoryError" in last:
         return "memory limit"
-    return "error: " + last[:200]
+    return f"exited before the tests finished (exit code {returncode}): {last[:200]}"
 
 
 def run_tests(code: str, tests: list[str], *, timeout_s: float = 5.0, memory_mb: int = 512,
               setup: str = "") -> ExecResult:
-    """Run ``setup``, ``code`` then each test statement (``assert f(1) == 2``) in the sandbox.
+    """Run ``setup``, ``code`` then each test block (``assert f(1) == 2``, or a HumanEval
+    ``check`` function and its call) in the sandbox.
 
-    Passes when the program exits 0. Never raises for anything the code does.
+    Passes only on the harness's proof that the last test finished with every check true.
+    Never raises for anything the code does; raises ``SandboxUnavailable`` when there is no jail.
     """
-    use_ns = namespaces_available()
-    workdir = Path(tempfile.mkdtemp(prefix="selfaug-exec-"))
+    require_sandbox()
+    host = Path(tempfile.mkdtemp(prefix="selfaug-exec-"))
     start = time.perf_counter()
     cgroup = PidsCgroup(MAX_PROCESSES)
+    fds: list[int] = []
     try:
-        (workdir / "program.py").write_text(build_program(code, tests, setup, block_sockets=not use_ns))
-        env = {"PATH": "/usr/bin:/bin", "HOME": str(workdir), "TMPDIR": str(workdir), "LANG": "C.UTF-8"}
-        with open(workdir / ".stdout", "wb") as out, open(workdir / ".stderr", "wb") as err:
-            proc = subprocess.Popen(_command(workdir, use_ns), cwd=workdir, env=env, stdin=subprocess.DEVNULL,
-                                    stdout=out, stderr=err, start_new_session=True,
-                                    preexec_fn=_limits(timeout_s, memory_mb, cgroup), close_fds=True)
+        job = host / "job"
+        job.mkdir()
+        shutil.copyfile(_HARNESS, job / "harness.py")
+        nonce = secrets.token_hex(32)
+        # the job goes in through a file descriptor, not the jail's file system
+        job_fd = _job_file(host, {"nonce": nonce, "setup": setup, "code": code, "tests": list(tests)})
+        fds.append(job_fd)
+        proof_r, proof_w = os.pipe()
+        fds += [proof_r, proof_w]
+        argv = [interpreter(), "-I", "-B", f"{JOBDIR}/harness.py", str(job_fd), str(proof_w)]
+        with open(host / "stdout", "wb") as out, open(host / "stderr", "wb") as err:
+            proc = subprocess.Popen(bwrap_command(job, argv), cwd=host, stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=err, start_new_session=True, pass_fds=(job_fd, proof_w),
+                                    preexec_fn=_limits(timeout_s, memory_mb, cgroup))
+            for fd in (job_fd, proof_w):
+                os.close(fd)
+                fds.remove(fd)
             timed_out = False
             try:
                 proc.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
                 timed_out = True
-            _kill_group(proc)  # also reaps anything the program left running
-        stdout, stderr = _read_capped(workdir / ".stdout"), _read_capped(workdir / ".stderr")
-        reason = _reason(proc.returncode, stderr, timed_out)
-        return ExecResult(reason == "passed", reason, stdout, stderr, time.perf_counter() - start)
+            _kill_group(proc)  # bwrap's PID namespace takes everything the program started with it
+        record = _proof(_read_pipe(proof_r), nonce)
+        stdout, stderr = _read_capped(host / "stdout"), _read_capped(host / "stderr")
+        reason = _reason(proc.returncode, stderr, timed_out, record)
+        checks = int(record.get("checks") or 0) if record else 0
+        return ExecResult(reason == "passed", reason, stdout, stderr, time.perf_counter() - start, checks)
     finally:
+        for fd in fds:
+            os.close(fd)
         cgroup.remove()
-        shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(host, ignore_errors=True)
