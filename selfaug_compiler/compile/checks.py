@@ -142,7 +142,7 @@ class Checker:
                      expected=f"a file relative to the recipe's folder ({self.loaded.base_dir})", found=str(path),
                      hint="paths are relative to the recipe file given on the command line")
             return None
-        return self._read(at, source.path, lambda: data_sample.read_file(path), fields)
+        return self._read(at, source.path, lambda: data_sample.read_file(path, source.encoding), fields)
 
     def _check_packaged_source(self, source: PackagedSource, fields: FieldMap, at: tuple[Any, ...]) -> SourceRows | None:
         available = sorted(installed_task_sources())

@@ -10,6 +10,7 @@ names are the ones the run sees). A hub id is not read: its rows are unknown bef
 
 from __future__ import annotations
 
+import codecs
 import csv
 import json
 from dataclasses import dataclass, field
@@ -38,20 +39,27 @@ class SourceRows:
         return self.rows[:SAMPLE_ROWS]
 
 
-def read_file(path: Path) -> SourceRows:
-    """Rows and row count of a local data file."""
-    return SourceRows(sample_file(path, STATS_ROWS), count_file_rows(path))
+def read_file(path: Path, encoding: str = "utf-8") -> SourceRows:
+    """Rows and row count of a local data file (text files in ``encoding``)."""
+    codec = "utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding  # a byte order mark is fine
+    try:
+        return SourceRows(sample_file(path, STATS_ROWS, codec), count_file_rows(path, codec))
+    except UnicodeError as exc:
+        from selfaug_compiler.data.text import undecodable_message
+
+        found = undecodable_message(path, encoding, "task.source.encoding")
+        raise DataSampleError(f"{found[0]}; {found[2]}" if found else f"not {encoding} text: {exc}") from None
 
 
-def count_file_rows(path: Path) -> int:
+def count_file_rows(path: Path, encoding: str = "utf-8") -> int:
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
         with path.open("rb") as f:
             return sum(1 for raw in f if raw.strip())
     if suffix == ".json":
-        return len(_json_rows(path))
+        return len(_json_rows(path, encoding))
     if suffix == ".csv":
-        with path.open(newline="", encoding="utf-8") as f:
+        with path.open(newline="", encoding=encoding) as f:
             return sum(1 for _ in csv.DictReader(f))
     if suffix == ".parquet":
         import pyarrow.parquet as pq
@@ -60,14 +68,14 @@ def count_file_rows(path: Path) -> int:
     raise DataSampleError(f"unsupported file type `{suffix or path.name}`; use one of {', '.join(SUFFIXES)}")
 
 
-def sample_file(path: Path, n: int = SAMPLE_ROWS) -> list[dict[str, Any]]:
+def sample_file(path: Path, n: int = SAMPLE_ROWS, encoding: str = "utf-8") -> list[dict[str, Any]]:
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
-        return _sample_jsonl(path.open("rb"), n, path)
+        return _sample_jsonl(path.open(encoding=encoding), n, path)
     if suffix == ".json":
-        return _sample_json(path, n)
+        return _json_rows(path, encoding)[:n]
     if suffix == ".csv":
-        with path.open(newline="", encoding="utf-8") as f:
+        with path.open(newline="", encoding=encoding) as f:
             return [dict(r) for _, r in zip(range(n), csv.DictReader(f))]
     if suffix == ".parquet":
         return _sample_parquet(path, n)
@@ -92,13 +100,9 @@ def _sample_jsonl(stream: Any, n: int, path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _sample_json(path: Path, n: int) -> list[dict[str, Any]]:
-    return _json_rows(path)[:n]
-
-
-def _json_rows(path: Path) -> list[dict[str, Any]]:
+def _json_rows(path: Path, encoding: str = "utf-8") -> list[dict[str, Any]]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding=encoding))
     except ValueError as exc:
         raise DataSampleError(f"{path} is not JSON: {exc}") from None
     if isinstance(data, dict) and isinstance(data.get("data"), list):

@@ -16,6 +16,7 @@ from typing import Any
 from selfaug_compiler.compile.fingerprints import model_param, source_fingerprint
 from selfaug_compiler.compile.templates import resolve_template, template_hash
 from selfaug_compiler.evaluate.catalog import is_lm_eval
+from selfaug_compiler.names import NAME_MAX
 from selfaug_compiler.plan import Plan, Step, canonical_json, sha256_hex
 from selfaug_compiler.recipe.loader import LoadedRecipe, load_recipe
 from selfaug_compiler.recipe.schema import (FieldMap, LmEvalSpec, LmEvalTaskSettings, Recipe, ReplayParams, StageSpec,
@@ -230,7 +231,8 @@ def _holds_out(in_domain: list[str], stage: StageSpec) -> bool:
 
 def _replay_task(aug: ReplayParams) -> TaskSpec:
     name = getattr(aug.source, "name", None) or "replay"
-    return TaskSpec(name=f"replay-{name}".replace("/", "_")[:64], source=aug.source,
+    # a task name (and so dataset names) from any source name: other characters become "_"
+    return TaskSpec(name=re.sub(r"[^A-Za-z0-9_.-]", "_", f"replay-{name}")[:NAME_MAX], source=aug.source,
                     fields=FieldMap(**aug.fields.model_dump()), answer_type="text")
 
 
