@@ -22,13 +22,15 @@ Staging (per-batch commits of long steps; a killed step resumes from what it sta
     store.stage(step_id, rows) (one transaction), store.staged(step_id) -> Table,
     store.commit(..., from_stage=step_id) commits staged (+ given) rows and clears the stage.
 Runs, artifacts, eval cache:
-    start_run(run_id, recipe_hash, plan_json), record_step(run_id, step_name, step_id, status,
+    start_run(run_id, recipe_hash, plan_json) -> ids of runs it found dead (owner process gone;
+    dead_runs(), mark_dead_runs() do the same check), record_step(run_id, step_name, step_id, status,
     started_at, ended_at, result_json, error=None), finish_run(run_id, status), runs(),
     run_steps(run_id), step_result(step_id) -> dict | None (latest with status ok/done/success/cached),
     put_artifact(step_id, kind, path, fingerprint, meta_json) / artifact(step_id),
     put_eval(model_fp, bench_fp, benchmark, metrics_json, items) / get_eval(model_fp, bench_fp)
         -> (metrics, items as Arrow) | None
-Integrity: store.verify() -> VerifyReport; store.gc() -> rows removed.
+Integrity: store.verify() -> VerifyReport (a damaged file is reported); store.gc() -> rows removed.
+Faults of the file (damaged, disk full, read-only, newer format) raise ``faults.StoreFault``.
 """
 
 from __future__ import annotations
