@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from selfaug_compiler.judges.code_exec import MAX_PROCESSES, process_limit_enforced, run_tests
+from selfaug_compiler.judges.exec_harness import NonPlain, plain
 
 GOOD = "def add(a, b):\n    return a + b\n"
 
@@ -98,6 +105,49 @@ def test_network_is_unreachable():
 
 
 def test_output_is_captured_and_workdir_removed():
+    before = set(Path(tempfile.gettempdir()).glob("selfaug-exec-*"))
     res = run_tests("import os\nprint(os.getcwd())\n", [])
-    assert res.passed
-    assert not Path(res.stdout.strip()).exists()
+    assert res.passed and res.stdout.strip() == "/sandbox"
+    assert set(Path(tempfile.gettempdir()).glob("selfaug-exec-*")) <= before
+
+
+def test_a_pass_needs_every_test_block_to_finish():
+    res = run_tests(GOOD, ["assert add(1, 2) == 3", "import sys\nsys.exit(0)", "assert add(2, 2) == 5"])
+    assert not res.passed and "exited before the tests finished" in res.reason
+    ok = run_tests(GOOD, ["def check(candidate):\n    for i in range(5):\n        assert candidate(i, 1) == i + 1\n",
+                          "check(add)"])
+    assert ok.passed and ok.checks == 5
+
+
+def test_plain_values():
+    from collections import Counter, OrderedDict
+
+    assert plain(Counter("aab")) == {"a": 2, "b": 1} and type(plain(Counter("aab"))) is dict
+    assert type(plain(OrderedDict(a=[1, (2, {3})]))["a"][1][1]) is set
+
+    class Liar(int):
+        def __eq__(self, other):
+            return True
+
+    class Always:
+        def __eq__(self, other):
+            return True
+
+    assert plain(Liar(0)) == 0 and type(plain(Liar(0))) is int and plain(Liar(0)) != 5
+    with pytest.raises(NonPlain):
+        plain([1, Always()])
+
+
+def test_refuses_to_run_without_the_sandbox(tmp_path):
+    """No bwrap on PATH: a SelfaugError naming bubblewrap, and the program never runs."""
+    marker = tmp_path / "ran"
+    code = f"open({str(marker)!r}, 'w').write('x')"
+    script = ("import sys\nfrom selfaug_compiler.errors import SelfaugError\n"
+              "from selfaug_compiler.judges.code_exec import run_tests\n"
+              f"try:\n    run_tests({code!r}, [])\n"
+              "except SelfaugError as e:\n    print(e)\n    sys.exit(2)\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PATH": str(tmp_path)})
+    assert proc.returncode == 2, proc.stderr
+    assert "bubblewrap" in proc.stdout and "Traceback" not in proc.stderr
+    assert not marker.exists()

@@ -31,6 +31,7 @@ import operator
 import os
 import sys
 import traceback
+import types
 
 PLAIN_ATOMS = (type(None), bool, int, float, complex, str, bytes)
 _BASES = ((bool, bool), (int, int.__int__), (float, float.__float__), (complex, complex.__complex__),
@@ -222,12 +223,9 @@ def _tampered(snapshot, modules) -> str | None:
     return None
 
 
-def main() -> None:
-    write, exit_now, dumps = os.write, os._exit, json.dumps
-    job_fd, proof_fd = int(sys.argv[1]), int(sys.argv[2])
-    with os.fdopen(job_fd, "r", encoding="utf-8") as f:  # closed before any untrusted code runs
-        job = json.load(f)
-    nonce = job.pop("nonce")
+def _reporter(nonce: str, proof_fd: int):
+    """The only holder of the nonce: writes the harness's record to the proof pipe."""
+    write, dumps = os.write, json.dumps
 
     def report(status: str, reason: str = "", checks: int = 0) -> None:
         try:
@@ -236,6 +234,19 @@ def main() -> None:
         except OSError:
             pass
 
+    return report
+
+
+def main() -> None:
+    exit_now = os._exit
+    real_builtins = dict(vars(builtins))
+    with os.fdopen(int(sys.argv[1]), "r", encoding="utf-8") as f:  # closed before any untrusted code runs
+        job = json.load(f)
+    write_record = _reporter(job.pop("nonce"), int(sys.argv[2]))
+
+    def report(status: str, reason: str = "", checks: int = 0) -> None:
+        vars(builtins).update(real_builtins)  # json and traceback need the real ones
+        write_record(status, reason, checks)
     try:
         blocks = [rewrite_tests(t, f"<test {i + 1}>") for i, t in enumerate(job["tests"])]
     except SyntaxError as e:
@@ -248,7 +259,10 @@ def main() -> None:
     checks = Checks(frozenset(trusted))
     harness = checks.functions()
     snapshot = _snapshot(modules)
-    namespace = {"__name__": "__candidate__", "__builtins__": builtins}
+    module = types.ModuleType("__candidate__")  # a real module: dataclasses, pickle... look it up
+    sys.modules[module.__name__] = module
+    namespace = vars(module)
+    namespace["__builtins__"] = builtins
     stage = "setup"
     try:
         exec(compile(job["setup"], "<setup>", "exec"), namespace)
@@ -266,6 +280,7 @@ def main() -> None:
                checks.count)
         exit_now(1)
     except BaseException as e:  # noqa: BLE001 - anything the program raises fails it
+        vars(builtins).update(real_builtins)
         reason = checks.failure or "".join(traceback.format_exception_only(type(e), e)).strip().splitlines()[-1]
         try:
             traceback.print_exc()
