@@ -306,7 +306,10 @@ class Runner:
     def _execute(self, step: Step, inputs: dict[str, StepResult], work_dir: Path) -> StepResult:
         from selfaug_compiler.progress import Progress
 
+        from selfaug_compiler.threads import apply_torch_threads
+
         executor = executor_for(step.kind)
+        apply_torch_threads(step.speed.get("torch_threads"))  # training workers: train/launch.py
         with self._store() as store, Progress(f"step {step.name}") as progress:
             ctx = StepContext(
                 plan=self.plan, step=step, store=store, work_dir=work_dir,

@@ -32,9 +32,10 @@ class PlanBuilder:
         self.steps: list[Step] = []
         self.model = model_param(recipe.model, base_dir)
         ex = recipe.execution
+        threads = {"torch_threads": ex.torch_threads} if ex.torch_threads is not None else {}
         self.gen_speed = {"batch_size": ex.generate_batch_size, "device": ex.device,
-                          "num_processes": ex.num_processes, "launcher": ex.launcher}
-        self.eval_speed = {"batch_size": ex.eval_batch_size, "device": ex.device}
+                          "num_processes": ex.num_processes, "launcher": ex.launcher, **threads}
+        self.eval_speed = {"batch_size": ex.eval_batch_size, "device": ex.device, **threads}
 
     def add(self, step: Step) -> Step:
         self.steps.append(step)
@@ -108,7 +109,8 @@ class PlanBuilder:
                               speed={"micro_batch_size": ex.micro_batch_size, "num_processes": ex.num_processes,
                                      "device": ex.device, "launcher": ex.launcher,
                                      "save_every_steps": stage.train.save_every_steps,
-                                     "accelerate_config": "accelerate_config.yaml"},
+                                     "accelerate_config": "accelerate_config.yaml",
+                                     **({"torch_threads": ex.torch_threads} if ex.torch_threads is not None else {})},
                               outputs={"model": f"{self.recipe.name}-{stage.task.name}{sfx}"}))
         return ingest, train
 

@@ -109,6 +109,9 @@ def load_model(
     base_dir: Path | None = None,
 ) -> LoadedModel:
     """Load a causal LM and its tokenizer, ready for inference (``eval()`` mode)."""
+    from selfaug_compiler.threads import ensure_torch_threads
+
+    ensure_torch_threads()  # torch's pool sized from the CPU affinity unless a step set it
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 

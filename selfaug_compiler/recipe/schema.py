@@ -320,6 +320,10 @@ class ExecutionSpec(Strict):
     micro_batch_size: int = speed_field(8, ge=1, le=BATCH_MAX)
     generate_batch_size: int = speed_field(16, ge=1, le=BATCH_MAX)
     eval_batch_size: int = speed_field(16, ge=1, le=BATCH_MAX)
+    torch_threads: int | None = speed_field(
+        None, ge=1, le=PROCESSES_MAX,
+        description="torch threads per process; default: the CPUs of the process's affinity / num_processes "
+                    "(or OMP_NUM_THREADS); $SELFAUG_TORCH_THREADS overrides")
     slurm: SlurmSpec = speed_field(SlurmSpec())
 
 

@@ -35,6 +35,7 @@ class TrainJob:
     base_revision: str | None = None
     micro_batch_size: int = 8
     num_processes: int = 1
+    torch_threads: int | None = None  # per process; None: threads.torch_threads decides
     device: str = "auto"
     dtype: str = "auto"
     trust_remote_code: bool = False

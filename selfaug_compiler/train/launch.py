@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from selfaug_compiler.errors import SelfaugError, StepFailed
+from selfaug_compiler.threads import worker_env
 from selfaug_compiler.train.job import ERROR_FILE, OUTCOME_FILE, TrainJob, TrainOutcome, write_rows_jsonl
 
 
@@ -39,6 +40,7 @@ def train_model(
     seed: int = 0,
     micro_batch_size: int = 8,
     num_processes: int = 1,
+    torch_threads: int | None = None,
     device: str = "auto",
     dtype: str = "auto",
     base_revision: str | None = None,
@@ -60,11 +62,18 @@ def train_model(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     job = TrainJob(base=base_ref_or_folder, spec=spec_dict, out_dir=str(out), seed=seed, base_revision=base_revision,
-                   micro_batch_size=micro_batch_size, num_processes=num_processes, device=device, dtype=dtype,
+                   micro_batch_size=micro_batch_size, num_processes=num_processes, torch_threads=torch_threads,
+                   device=device, dtype=dtype,
                    trust_remote_code=trust_remote_code, chat_template=chat_template, dataset_ref=dataset_ref,
                    max_steps=max_steps, show_progress=show_progress)
     if num_processes == 1:
+        from selfaug_compiler.threads import apply_torch_threads, ensure_torch_threads
         from selfaug_compiler.train.loop import run_training
+
+        if torch_threads is not None:
+            apply_torch_threads(torch_threads)
+        else:
+            ensure_torch_threads()
 
         return run_training(job, rows, after_step=after_step, progress=progress)
     if after_step is not None:
@@ -90,8 +99,7 @@ def launch_workers(job: TrainJob, rows: list[dict[str, Any]]) -> TrainOutcome:
     job_file.write_text(job.to_json(), encoding="utf-8")
     for stale in (out / OUTCOME_FILE, out / ERROR_FILE):
         stale.unlink(missing_ok=True)
-    env = dict(os.environ)
-    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // job.num_processes)))
+    env = worker_env(os.environ, job.torch_threads, job.num_processes)  # each worker's share of the CPUs
     proc = subprocess.Popen(launch_command(job_file, job.num_processes), env=env, start_new_session=True)
     try:
         proc.wait()

@@ -99,6 +99,7 @@ def execute(ctx: StepContext) -> StepResult:
         seed=int(params.get("seed", 0)),
         micro_batch_size=int(speed.get("micro_batch_size", spec.batch_size)),
         num_processes=int(speed.get("num_processes", 1)),
+        torch_threads=speed.get("torch_threads"),
         device=speed.get("device", "auto"),
         dtype=model_spec.get("dtype", "auto"),
         base_revision=revision,
