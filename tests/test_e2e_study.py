@@ -23,6 +23,7 @@ pytestmark = pytest.mark.slow
 
 
 def _copy_study(tmp_path: Path) -> Path:
+    (tmp_path / ".selfaug").mkdir()  # tmp_path is the project: the arms may reach ../recipes/lab
     folder = tmp_path / "study"
     shutil.copytree(STUDY, folder)
     # the arms extend the lab's reference recipe by a relative path: keep it reachable
