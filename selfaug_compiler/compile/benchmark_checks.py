@@ -13,6 +13,7 @@ from typing import Any
 from selfaug_compiler.evaluate.catalog import (BENCHMARKS, SPECIAL, benchmark_names, installed_benchmarks,
                                                is_lm_eval)
 from selfaug_compiler.recipe.diagnostics import suggest
+from selfaug_compiler.recipe.paths import outside_project
 
 
 def check_benchmarks(checker: Any) -> None:
@@ -50,6 +51,12 @@ def check_lm_eval(checker: Any, name: str, at: tuple[Any, ...]) -> None:
     from selfaug_compiler.evaluate.lm_eval_spec import LmEvalProblem, locate
 
     spec = checker.recipe.eval.lm_eval
+    base = checker.loaded.base_dir
+    if any(outside_project(base / folder, checker.project) for folder in spec.include_path):
+        return  # reported once by check_lm_eval_settings
+    target = name.split(":", 1)[1]
+    if target.endswith((".yaml", ".yml")) and checker.outside(at, base / target, "lm-eval task file"):
+        return
     try:
         located = locate(name, base_dir=checker.loaded.base_dir, include_path=list(spec.include_path),
                          check_data=True)
@@ -85,6 +92,8 @@ def check_lm_eval_settings(checker: Any) -> None:
     """Settings under ``eval.lm_eval.tasks`` must name a benchmark of the recipe."""
     spec = checker.recipe.eval
     lm_eval = spec.lm_eval
+    for j, folder in enumerate(lm_eval.include_path):  # task YAMLs are read: the project rule applies
+        checker.outside(("eval", "lm_eval", "include_path", j), checker.loaded.base_dir / folder, "lm-eval include path")
     used = [n for n in [*spec.retention, *spec.in_domain] if is_lm_eval(n)]
     for key in lm_eval.tasks:
         if key not in used:

@@ -133,6 +133,9 @@ OUTSIDE = [
     ("`extends` names", "extends: ../secret.txt\n" + BASE),
     ("`extends` names", "extends: '{secret}'\n" + BASE),
     ("`extends` names", "extends: [sub/../../secret.txt]\n" + BASE),
+    ("lm-eval task file", BASE.replace("retention: [arc_easy]", "retention: ['lm_eval:../secret.yaml']")),
+    ("lm-eval include path", BASE.replace("eval: {retention: [arc_easy], limit: 10}",
+                                          "eval: {retention: [arc_easy], limit: 10, lm_eval: {include_path: [..]}}")),
 ]
 
 
