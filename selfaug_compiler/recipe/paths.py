@@ -1,7 +1,8 @@
 """Which files a recipe may name: files inside its project, unless the user opts in.
 
 A recipe names other files: ``extends`` bases, data files, prompt and chat templates, a topics
-file, custom benchmark files, a dataset folder saved with ``save_to_disk``. Each must resolve
+file, custom benchmark files, lm-eval task files and include paths, a dataset folder saved with
+``save_to_disk``. Each must resolve
 (symlinks followed) inside the recipe's *project*: the nearest folder at or above the recipe's
 own folder that holds ``.git``, ``pyproject.toml`` or ``.selfaug``, or, without such a folder,
 the recipe's folder itself. Templates may also come from selfaug's own ``templates/`` folder.
