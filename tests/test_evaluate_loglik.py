@@ -141,3 +141,42 @@ def test_batch_size_does_not_change_scores(tmp_path, packed):
     many = loglikelihood(loaded, requests, batch_size=64, packed=packed)
     for (a, ga), (b, gb) in zip(one, many):
         assert math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-5) and ga == gb
+
+
+def full_sequence_scores(loaded, requests):
+    """Each request alone: one forward over ctx + cont, the continuation's log-probs summed."""
+    out = []
+    enc = PairEncoder(loaded.tokenizer)
+    with torch.no_grad():
+        for ctx_text, cont_text in requests:
+            ctx, cont = enc.pair(ctx_text, cont_text)
+            ids = torch.tensor([ctx + cont])
+            logp = torch.log_softmax(loaded.model(input_ids=ids).logits[0].float(), -1)
+            rows = logp[len(ctx) - 1:len(ctx) + len(cont) - 1]
+            picked = rows[torch.arange(len(cont)), torch.tensor(cont)]
+            out.append((float(picked.sum()), bool((rows.argmax(-1) == torch.tensor(cont)).all())))
+    return out
+
+
+@pytest.mark.parametrize("packed", [True, False])
+def test_shared_context_equals_full_sequences(tmp_path, packed):
+    """The shared-context paths (packed rows; KV cache) give each full sequence's scores, also
+    when several groups share a row (batch of 64 requests) or sit one per batch (batch of 1)."""
+    folder = build_tiny(tmp_path / "m", add_bos=True, seed=7)
+    loaded = Loaded(folder)
+    requests = [r for item in ITEMS for r in item.requests] + [("Short", " one"), ("Short", " two words")]
+    want = full_sequence_scores(loaded, requests)
+    for batch_size in (1, 5, 64):
+        got = loglikelihood(loaded, requests, batch_size=batch_size, packed=packed)
+        for (a, ga), (b, gb) in zip(got, want):
+            assert abs(a - b) <= 1e-4, (batch_size, a, b)
+            assert ga == gb
+
+
+def test_rows_hold_several_groups():
+    from selfaug_compiler.evaluate.loglik_packed import pack_rows
+
+    rows = pack_rows([10, 3, 6, 4, 7])
+    assert sorted(i for r in rows for i in r) == [0, 1, 2, 3, 4]
+    assert all(sum([10, 3, 6, 4, 7][i] for i in r) <= 10 for r in rows)
+    assert len(rows) == 3  # 10 | 7+3 | 6+4

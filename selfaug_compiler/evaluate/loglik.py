@@ -9,12 +9,15 @@ The model input is ``ctx + cont`` (left-truncated to ``max_length + 1``), and a 
 result is (sum of the continuation tokens' log-probs, whether every one is the argmax).
 
 The speed comes from computing each distinct context once. Requests are grouped by their
-context tokens; by default each group becomes one row holding the context followed by every
-continuation (minus its last token), with a custom attention mask (each continuation sees the
-context and itself, never the other continuations) and the position ids it would have had
-alone, so a batch is one forward pass over ``len(ctx) + sum(len(cont) - 1)`` tokens instead of
-lm_eval's ``sum(len(ctx) + len(cont))``. Attention kernels that ignore custom masks (flash
-attention) use the other path: contexts once with a KV cache, then the continuations.
+context tokens; by default (``loglik_packed``) each group becomes one segment holding the context
+followed by every continuation (minus its last token), with a custom attention mask (each
+continuation sees the context and itself, never the other continuations) and the position ids
+it would have had alone; segments are packed several to a row, and only the positions that
+predict a continuation token go through the LM head. A batch is one forward pass over about
+``len(ctx) + sum(len(cont) - 1)`` tokens per group instead of lm_eval's ``sum(len(ctx) +
+len(cont))``, with full-vocabulary logits only for the ``sum(len(cont))`` scored tokens.
+Attention kernels that ignore custom masks (flash attention) use the other path: contexts once
+with a KV cache (``DynamicCache``), then the continuations.
 In fp32 the sums agree with lm_eval's to ~1e-4 (tests/test_evaluate_loglik.py compares them).
 """
 
@@ -24,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from selfaug_compiler.evaluate.items import MCItem
+from selfaug_compiler.evaluate.loglik_packed import score_batch_packed, supports_packing, token_scores
 
 DEFAULT_MAX_LENGTH = 2048  # lm_eval's default when neither config nor tokenizer says
 
@@ -117,16 +121,6 @@ def _batches(groups: list[_Group], batch_size: int) -> list[list[_Group]]:
     return out
 
 
-def _token_scores(logits: Any, targets: Any) -> tuple[Any, Any]:
-    """log p(target) and (argmax == target) for logits [..., V] and targets [...]."""
-    import torch
-
-    logits = logits.float()
-    picked = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-    logp = picked - torch.logsumexp(logits, dim=-1)
-    return logp, logits.argmax(dim=-1) == targets
-
-
 def _context_pass(model: Any, device: Any, batch: list[_Group], pad_id: int) -> tuple[Any, Any, Any]:
     """Left-padded contexts through the model: (KV cache, attention mask, last-position logits)."""
     import torch
@@ -188,7 +182,7 @@ def _continuation_pass(model: Any, device: Any, cache: Any, ctx_mask: Any, ctx_l
         mask = torch.cat([ctx_mask[groups], torch.ones((len(bucket), width), dtype=torch.long, device=device)], -1)
         logits = model(input_ids=inp.to(device), attention_mask=mask, position_ids=positions,
                        past_key_values=sub_cache, use_cache=False).logits
-        logp, hit = _token_scores(logits, tgt.to(device))
+        logp, hit = token_scores(logits, tgt.to(device))
         valid = valid.to(device)
         index = torch.tensor(bucket)
         sums[index] = (logp * valid).sum(-1).float().cpu()
@@ -205,84 +199,13 @@ def _score_batch_cached(model: Any, device: Any, batch: list[_Group], pad_id: in
     indices = [index for g in batch for index, _ in g.members]
     row_group = torch.tensor([gi for gi, _ in rows], device=device)
     first = torch.tensor([cont[0] for _, cont in rows], device=device)
-    first_logp, first_greedy = _token_scores(last[row_group], first)
+    first_logp, first_greedy = token_scores(last[row_group], first)
     sums, greedy = first_logp.float().cpu(), first_greedy.cpu()
     if any(len(cont) > 1 for _, cont in rows):
         rest_sums, rest_greedy = _continuation_pass(model, device, cache, ctx_mask,
                                                     [len(g.context) for g in batch], rows, pad_id)
         sums, greedy = sums + rest_sums, greedy & rest_greedy
     return [(index, float(sums[r]), bool(greedy[r])) for r, index in enumerate(indices)]
-
-
-def pack_group(group: _Group) -> tuple[list[int], list[int], list[int], list[list[int]]]:
-    """One row holding a context and all its continuations (each without its last token).
-
-    Returns (tokens, position ids, segment of each token: -1 = context, j = continuation j, and
-    for each continuation the row positions whose logits predict its tokens).
-    """
-    ctx = group.context
-    tokens, positions, segment = list(ctx), list(range(len(ctx))), [-1] * len(ctx)
-    predictors = []
-    for j, (_, cont) in enumerate(group.members):
-        start = len(tokens)
-        tokens += cont[:-1]
-        positions += list(range(len(ctx), len(ctx) + len(cont) - 1))
-        segment += [j] * (len(cont) - 1)
-        predictors.append([len(ctx) - 1] + list(range(start, start + len(cont) - 1)))
-    return tokens, positions, segment, predictors
-
-
-def _packed_mask(segments: list[list[int]], width: int, dtype: Any) -> Any:
-    """[B, 1, W, W] additive mask (0 = may attend): causal inside the context and inside each
-    continuation, every continuation sees the whole context, padding sees only itself."""
-    import torch
-
-    seg = torch.full((len(segments), width), -2, dtype=torch.long)
-    for i, s in enumerate(segments):
-        seg[i, :len(s)] = torch.tensor(s)
-    causal = torch.ones((width, width), dtype=torch.bool).tril()
-    q, k = seg.unsqueeze(2), seg.unsqueeze(1)
-    allowed = ((k == -1) | (k == q)) & (q != -2) & causal
-    allowed |= torch.eye(width, dtype=torch.bool)
-    zero = torch.zeros((), dtype=dtype)
-    return torch.where(allowed, zero, torch.finfo(dtype).min).unsqueeze(1)
-
-
-def _score_batch_packed(model: Any, device: Any, batch: list[_Group], pad_id: int) -> list[tuple[int, float, bool]]:
-    """One forward for the whole batch: each row is a context with all its continuations."""
-    import torch
-
-    packed = [pack_group(g) for g in batch]
-    width = max(len(p[0]) for p in packed)
-    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-    pos = torch.zeros((len(batch), width), dtype=torch.long)
-    for i, (tokens, positions, _, _) in enumerate(packed):
-        ids[i, :len(tokens)] = torch.tensor(tokens)
-        pos[i, :len(tokens)] = torch.tensor(positions)
-    keep_from = min(len(g.context) for g in batch) - 1  # no logits are needed before this position
-    mask = _packed_mask([p[2] for p in packed], width, model.dtype).to(device)
-    logits = model(input_ids=ids.to(device), position_ids=pos.to(device), attention_mask=mask,
-                   logits_to_keep=width - keep_from).logits
-    rows, cols, targets, owner = [], [], [], []
-    for i, (g, (_, _, _, predictors)) in enumerate(zip(batch, packed)):
-        for (index, cont), where in zip(g.members, predictors):
-            rows += [i] * len(cont)
-            cols += [w - keep_from for w in where]
-            targets += cont
-            owner += [index] * len(cont)
-    logp, hit = _token_scores(logits[torch.tensor(rows), torch.tensor(cols)], torch.tensor(targets, device=device))
-    sums: dict[int, float] = {}
-    greedy: dict[int, bool] = {}
-    for index, lp, h in zip(owner, logp.float().cpu().tolist(), hit.cpu().tolist()):
-        sums[index] = sums.get(index, 0.0) + lp
-        greedy[index] = greedy.get(index, True) and bool(h)
-    return [(index, sums[index], greedy[index]) for g in batch for index, _ in g.members]
-
-
-def _supports_packing(model: Any) -> bool:
-    """Custom 4D masks work with the sdpa and eager attention of transformers, not flash kernels."""
-    impl = getattr(getattr(model, "config", None), "_attn_implementation", None)
-    return impl in ("sdpa", "eager")
 
 
 def loglikelihood(loaded: Any, requests: list[tuple[str, str]], *, batch_size: int = 32,
@@ -302,7 +225,7 @@ def loglikelihood(loaded: Any, requests: list[tuple[str, str]], *, batch_size: i
     groups = group_requests(encoded, model_max_length(loaded.model, loaded.tokenizer))
     pad_id = loaded.tokenizer.pad_token_id if loaded.tokenizer.pad_token_id is not None else 0
     results: list[tuple[float, bool] | None] = [None] * len(requests)
-    score_batch = _score_batch_packed if (packed and _supports_packing(loaded.model)) else _score_batch_cached
+    score_batch = score_batch_packed if (packed and supports_packing(loaded.model)) else _score_batch_cached
     with torch.inference_mode():
         for batch in _batches(groups, max(1, batch_size)):
             scored = score_batch(loaded.model, loaded.device, batch, pad_id)
