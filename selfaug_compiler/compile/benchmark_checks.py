@@ -44,6 +44,7 @@ def check_benchmarks(checker: Any) -> None:
         if not (checker.loaded.base_dir / bench.path).is_file():
             checker.add(("eval", "custom", j, "path"), f"benchmark file `{bench.path}` does not exist", found=bench.path)
     check_lm_eval_settings(checker)
+    check_packaged_settings(checker)
 
 
 def check_lm_eval(checker: Any, name: str, at: tuple[Any, ...]) -> None:
@@ -102,3 +103,25 @@ def check_lm_eval_settings(checker: Any) -> None:
                         expected="a key written as in eval.retention / eval.in_domain (lm_eval:...)",
                         found=key, hint=f"did you mean `{close}`?" if close else "add it to eval.retention",
                         severity="warning")
+
+
+def check_packaged_settings(checker: Any) -> None:
+    """Keys of ``eval.packaged`` are packaged benchmarks of the recipe, with settings they take."""
+    from selfaug_compiler.evaluate.prompting import unsupported
+
+    spec = checker.recipe.eval
+    used = [n for n in [*spec.retention, *spec.in_domain] if n in BENCHMARKS]
+    for key, settings in spec.packaged.items():
+        at = ("eval", "packaged", key)
+        if key not in BENCHMARKS:
+            close = suggest(key, sorted(BENCHMARKS))
+            checker.add(at, f"`{key}` is not a packaged benchmark", expected="one of: " + ", ".join(sorted(BENCHMARKS)),
+                        found=key, hint=f"did you mean `{close}`?" if close else
+                        "lm_eval: benchmarks take their settings under eval.lm_eval.tasks")
+            continue
+        problem = unsupported(key, BENCHMARKS[key].type, settings.num_fewshot, settings.chat_template)
+        if problem:
+            checker.add(at, problem, found=key, hint="remove the setting")
+        if key not in used:
+            checker.add(at, f"settings for `{key}`, which no eval list names", found=key,
+                        hint="add it to eval.retention or eval.in_domain", severity="warning")

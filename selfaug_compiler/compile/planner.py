@@ -121,6 +121,8 @@ class PlanBuilder:
                                   "max_new_tokens": spec.max_new_tokens}
         if is_lm_eval(bench):
             params["lm_eval"] = lm_eval_param(bench, spec.lm_eval, self.base_dir)
+        if bench in spec.packaged:  # few-shot / chat settings: only recipes that set them get the param
+            params["prompt"] = content_view(spec.packaged[bench])
         for custom in spec.custom:
             if custom.name == bench:
                 params["custom"] = content_view(custom)

@@ -91,13 +91,18 @@ def run_benchmark(loaded: Any, bench: Benchmark, *, batch_size: int = 16,
     if bench.type == "multiple_choice":
         from selfaug_compiler.evaluate.loglik import score_multiple_choice
 
-        items = score_multiple_choice(loaded, bench.items, batch_size=max(batch_size, 1), progress=report)
+        mc_items = bench.items
+        if bench.settings.get("chat"):  # eval.packaged.NAME.chat_template (evaluate/prompting.py)
+            from selfaug_compiler.evaluate.prompting import chat_contexts
+
+            mc_items = chat_contexts(loaded.tokenizer, mc_items)
+        items = score_multiple_choice(loaded, mc_items, batch_size=max(batch_size, 1), progress=report)
         return summarize(bench, items), items
     from selfaug_compiler.evaluate.generation import score_generation
 
     items = score_generation(loaded, bench.items, answer_type=bench.answer_type or "text",
                              max_new_tokens=int(bench.settings.get("max_new_tokens", 256)),
-                             batch_size=batch_size, progress=report)
+                             batch_size=batch_size, progress=report, chat=bool(bench.settings.get("chat", True)))
     return summarize(bench, items), items
 
 

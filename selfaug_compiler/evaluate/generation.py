@@ -66,8 +66,13 @@ def judge(answer_type: str, output: str, item: GenItem) -> dict[str, Any]:
 
 
 def score_generation(loaded: Any, items: list[GenItem], *, answer_type: str, max_new_tokens: int,
-                     batch_size: int = 16, progress: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
-    """Per-item results: acc (pass@1 / match), the raw output, the extracted prediction."""
+                     batch_size: int = 16, progress: Callable[[int, int], None] | None = None,
+                     chat: bool = True) -> list[dict[str, Any]]:
+    """Per-item results: acc (pass@1 / match), the raw output, the extracted prediction.
+    ``chat``: prompts through the chat template; an item's ``extra["until"]`` cuts its output at
+    the first stop string before judging (lm_eval's ``until``)."""
+    from selfaug_compiler.evaluate.prompting import cut_at
+
     from selfaug_compiler.generate.engine import SamplingParams, generate
 
     done = [0]
@@ -81,11 +86,11 @@ def score_generation(loaded: Any, items: list[GenItem], *, answer_type: str, max
         progress(0, len(items))
     gens = generate(loaded, [item.prompt for item in items],
                     SamplingParams(temperature=0.0, max_new_tokens=max_new_tokens),
-                    batch_size=batch_size, chat=True, on_batch=on_batch, progress=False)
+                    batch_size=batch_size, chat=chat, on_batch=on_batch, progress=False)
     out = []
     for item, gen in zip(items, gens):
         row = {"id": item.id, "output": gen.text, "new_tokens": gen.new_tokens, "finish_reason": gen.finish_reason}
-        row.update(judge(answer_type, gen.text, item))
+        row.update(judge(answer_type, cut_at(gen.text, item.extra.get("until")), item))
         out.append(row)
     return out
 

