@@ -58,11 +58,13 @@ def eval_command(
     fmt: Annotated[str, typer.Option("--format", help="text | json")] = "text",
     store: Annotated[Optional[str], typer.Option("--store", help="store file (default: $SELFAUG_STORE or .selfaug/store.duckdb)")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="neither read nor write the result cache")] = False,
-    num_fewshot: Annotated[Optional[int], typer.Option("--num-fewshot", min=0, help="lm_eval: benchmarks: few-shot "
-                                                       "examples (default: the task's)")] = None,
-    fewshot_seed: Annotated[int, typer.Option("--fewshot-seed", help="lm_eval: benchmarks: few-shot sampler seed")] = 1234,
-    apply_chat_template: Annotated[bool, typer.Option("--apply-chat-template", help="lm_eval: benchmarks: "
-                                                      "format requests with the model's chat template")] = False,
+    num_fewshot: Annotated[Optional[int], typer.Option("--num-fewshot", min=0, help="few-shot "
+                                                       "examples (default: lm_eval: the task's; packaged: 0, examples "
+                                                       "from items outside the subset)")] = None,
+    fewshot_seed: Annotated[int, typer.Option("--fewshot-seed", help="few-shot sampler seed")] = 1234,
+    apply_chat_template: Annotated[bool, typer.Option("--apply-chat-template", help="format "
+                                                      "requests with the model's chat template (packaged generation "
+                                                      "benchmarks always use it)")] = False,
     include_path: Annotated[Optional[List[str]], typer.Option("--include-path", help="lm_eval: benchmarks: a folder "
                                                               "of task YAMLs; repeatable")] = None,
     metric: Annotated[Optional[str], typer.Option("--metric", help="lm_eval: benchmarks: an item's pass/fail metric "
@@ -80,8 +82,12 @@ def eval_command(
     lm_eval = {"include_path": list(include_path or []),
                "settings": {"num_fewshot": num_fewshot, "fewshot_seed": fewshot_seed,
                             "apply_chat_template": apply_chat_template, "metric": metric}}
-    benches = [load_benchmark(b, limit=limit, seed=seed, max_new_tokens=max_new_tokens, lm_eval=lm_eval)
-               for b in benchmark]
+    prompt = None  # packaged benchmarks (eval.packaged in a recipe; evaluate/prompting.py)
+    if num_fewshot or apply_chat_template:
+        prompt = {"num_fewshot": num_fewshot or 0, "fewshot_seed": fewshot_seed,
+                  "chat_template": True if apply_chat_template else None}
+    benches = [load_benchmark(b, limit=limit, seed=seed, max_new_tokens=max_new_tokens, lm_eval=lm_eval,
+                              prompt=prompt) for b in benchmark]
     lazy = LazyModel(model, dtype=dtype, device=device)
     cache = None if no_cache else ShortLivedStore(store)
     outcomes = []
