@@ -180,3 +180,14 @@ def test_rows_hold_several_groups():
     assert sorted(i for r in rows for i in r) == [0, 1, 2, 3, 4]
     assert all(sum([10, 3, 6, 4, 7][i] for i in r) <= 10 for r in rows)
     assert len(rows) == 3  # 10 | 7+3 | 6+4
+
+
+def test_packed_path_without_an_output_embedding_module_scores_the_same(tmp_path):
+    """A model whose LM head cannot be hooked gets all logits and the same scores."""
+    folder = build_tiny(tmp_path / "m", add_bos=False, seed=9)
+    hooked, plain = Loaded(folder), Loaded(folder)
+    plain.model.get_output_embeddings = lambda: None
+    requests = [r for item in ITEMS for r in item.requests]
+    for (a, ga), (b, gb) in zip(loglikelihood(hooked, requests, batch_size=8),
+                                loglikelihood(plain, requests, batch_size=8)):
+        assert abs(a - b) <= 1e-5 and ga == gb

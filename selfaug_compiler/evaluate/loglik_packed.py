@@ -80,21 +80,26 @@ def packed_mask(owners: Any, codes: Any, dtype: Any) -> Any:
 
 
 @contextmanager
-def only_positions(model: Any, rows: Any, cols: Any) -> Iterator[bool]:
-    """While active, the LM head sees only hidden states [rows, cols] (as one row of N). Yields
-    False (nothing changed) when the model has no output-embedding module to hook."""
+def only_positions(model: Any, rows: Any, cols: Any) -> Iterator[list[bool]]:
+    """While active, the LM head sees only hidden states [rows, cols] (as one row of N). Yields a
+    one-element list that is [True] once the hook has done so (a model without an output-embedding
+    module, or one that passes the hidden states by keyword, gets all logits instead)."""
+    applied = [False]
     get = getattr(model, "get_output_embeddings", None)
     head = get() if callable(get) else None
     if head is None or not hasattr(head, "register_forward_pre_hook"):
-        yield False
+        yield applied
         return
 
-    def pick(_module: Any, args: tuple) -> tuple:
+    def pick(_module: Any, args: tuple) -> tuple | None:
+        if not args or getattr(args[0], "dim", lambda: 0)() != 3:
+            return None
+        applied[0] = True
         return (args[0][rows, cols].unsqueeze(0),) + tuple(args[1:])
 
     handle = head.register_forward_pre_hook(pick)
     try:
-        yield True
+        yield applied
     finally:
         handle.remove()
 
@@ -130,11 +135,9 @@ def score_batch_packed(model: Any, device: Any, batch: list[Any], pad_id: int) -
     at_row_t, at_col_t = torch.tensor(at_row, device=device), torch.tensor(at_col, device=device)
     kwargs = {"input_ids": ids.to(device), "position_ids": pos.to(device), "attention_mask": mask,
               "use_cache": False}
-    with only_positions(model, at_row_t, at_col_t) as hooked:
-        if hooked:
-            logits = model(**kwargs, logits_to_keep=0).logits.reshape(len(targets), -1)
-        else:
-            logits = model(**kwargs).logits[at_row_t, at_col_t]
+    with only_positions(model, at_row_t, at_col_t) as applied:
+        logits = model(**kwargs, logits_to_keep=0).logits
+    logits = logits[0] if applied[0] else logits[at_row_t, at_col_t]
     logp, hit = token_scores(logits, torch.tensor(targets, device=device))
     sums: dict[int, float] = {}
     greedy: dict[int, bool] = {}
