@@ -182,6 +182,22 @@ def test_rows_hold_several_groups():
     assert len(rows) == 3  # 10 | 7+3 | 6+4
 
 
+def test_batches_fill_row_gaps_with_later_segments():
+    from types import SimpleNamespace
+
+    from selfaug_compiler.evaluate.loglik_packed import packed_batches, segment_length
+
+    # segment length = len(context) + sum(len(cont) - 1): 10, 8, 6, 2, 2 (two continuations each)
+    groups = [SimpleNamespace(context=[0] * (n - 2), members=[(k, [1, 2]), (k + 1, [3, 4])])
+              for k, n in zip(range(0, 10, 2), (10, 8, 6, 2, 2))]
+    plan = packed_batches(groups, batch_size=4)  # the batch is full after two segments...
+    first, rows = plan[0]
+    lengths = [segment_length(g) for g in first]
+    assert [lengths[i] for i in rows[0]] == [10] and sorted(lengths[i] for i in rows[1]) == [2, 8]  # ...one gap filled
+    assert all(sum(lengths[i] for i in row) <= max(lengths) for row in rows)
+    assert sorted(id(g) for batch, _ in plan for g in batch) == sorted(id(g) for g in groups)
+
+
 def test_packed_path_without_an_output_embedding_module_scores_the_same(tmp_path):
     """A model whose LM head cannot be hooked gets all logits and the same scores."""
     folder = build_tiny(tmp_path / "m", add_bos=False, seed=9)

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from selfaug_compiler.evaluate.items import MCItem
-from selfaug_compiler.evaluate.loglik_packed import score_batch_packed, supports_packing, token_scores
+from selfaug_compiler.evaluate.loglik_packed import (packed_batches, score_batch_packed, supports_packing,
+                                                      token_scores)
 
 DEFAULT_MAX_LENGTH = 2048  # lm_eval's default when neither config nor tokenizer says
 
@@ -225,10 +226,15 @@ def loglikelihood(loaded: Any, requests: list[tuple[str, str]], *, batch_size: i
     groups = group_requests(encoded, model_max_length(loaded.model, loaded.tokenizer))
     pad_id = loaded.tokenizer.pad_token_id if loaded.tokenizer.pad_token_id is not None else 0
     results: list[tuple[float, bool] | None] = [None] * len(requests)
-    score_batch = score_batch_packed if (packed and supports_packing(loaded.model)) else _score_batch_cached
+    if packed and supports_packing(loaded.model):
+        plan = packed_batches(groups, max(1, batch_size))
+        score_batch: Callable[..., list[tuple[int, float, bool]]] = score_batch_packed
+    else:
+        plan = [(batch, None) for batch in _batches(groups, max(1, batch_size))]
+        score_batch = _score_batch_cached
     with torch.inference_mode():
-        for batch in _batches(groups, max(1, batch_size)):
-            scored = score_batch(loaded.model, loaded.device, batch, pad_id)
+        for batch, rows in plan:
+            scored = score_batch(loaded.model, loaded.device, batch, pad_id, *([rows] if rows else []))
             for index, logp, greedy in scored:
                 results[index] = (logp, greedy)
             if on_batch is not None:

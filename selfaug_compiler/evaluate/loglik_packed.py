@@ -3,7 +3,8 @@
 A request group (one context, the continuations that share it) becomes one segment: the
 context followed by every continuation minus its last token, with the position ids each token
 would have alone. Several segments share a row (first-fit, the row as wide as the batch's
-longest segment), so a batch has almost no padding. A custom attention mask lets a token see
+longest segment; the gaps take shorter segments from later in the length order), so a batch
+has almost no padding. A custom attention mask lets a token see
 only the context of its own segment and its own continuation (causally). Only the positions
 that predict a continuation token go through the LM head: a pre-hook on the model's output
 embeddings keeps just those hidden states, so any scaling or soft-capping the model applies to
@@ -46,6 +47,10 @@ def pack_group(group: Any) -> tuple[list[int], list[int], list[int], list[list[i
     return tokens, positions, segment, predictors
 
 
+def segment_length(group: Any) -> int:
+    return len(group.context) + sum(len(cont) - 1 for _, cont in group.members)
+
+
 def pack_rows(lengths: list[int]) -> list[list[int]]:
     """First-fit decreasing: segment indices per row, rows as wide as the longest segment."""
     width = max(lengths)
@@ -61,6 +66,44 @@ def pack_rows(lengths: list[int]) -> list[list[int]]:
             rows.append([i])
             free.append(width - lengths[i])
     return rows
+
+
+def packed_batches(groups: list[Any], batch_size: int) -> list[tuple[list[Any], list[list[int]]]]:
+    """Batches of (groups, rows of indices into them). Longest segments first: a batch takes
+    segments in that order until it holds ``batch_size`` continuations, packed first-fit into rows
+    as wide as its longest; then each row's gap takes the longest remaining segments that fit (no
+    new rows, so the batch's memory stays that of its rows)."""
+    import bisect
+
+    pool = sorted((segment_length(g), i) for i, g in enumerate(groups))  # ascending; taken from the end
+    out = []
+    while pool:
+        width = pool[-1][0]
+        rows: list[list[int]] = []
+        free: list[int] = []
+        count = 0
+        while pool and count < batch_size:
+            n, i = pool.pop()
+            fits = next((r for r, room in enumerate(free) if n <= room), None)
+            if fits is None:
+                rows.append([])
+                free.append(width)
+                fits = len(rows) - 1
+            rows[fits].append(i)
+            free[fits] -= n
+            count += len(groups[i].members)
+        for r in range(len(rows)):
+            while pool:
+                j = bisect.bisect_right(pool, (free[r], len(groups))) - 1
+                if j < 0:
+                    break
+                n, i = pool.pop(j)
+                rows[r].append(i)
+                free[r] -= n
+        flat = [i for row in rows for i in row]
+        local = {g: k for k, g in enumerate(flat)}
+        out.append(([groups[i] for i in flat], [[local[i] for i in row] for row in rows]))
+    return out
 
 
 def packed_mask(owners: Any, codes: Any, dtype: Any) -> Any:
@@ -104,12 +147,14 @@ def only_positions(model: Any, rows: Any, cols: Any) -> Iterator[list[bool]]:
         handle.remove()
 
 
-def score_batch_packed(model: Any, device: Any, batch: list[Any], pad_id: int) -> list[tuple[int, float, bool]]:
-    """One forward for the batch: segments packed into rows, logits only where they are needed."""
+def score_batch_packed(model: Any, device: Any, batch: list[Any], pad_id: int,
+                       rows: list[list[int]] | None = None) -> list[tuple[int, float, bool]]:
+    """One forward for the batch: segments packed into ``rows`` (indices into ``batch``; default
+    first-fit), logits only where they are needed."""
     import torch
 
     packed = [pack_group(g) for g in batch]
-    rows = pack_rows([len(p[0]) for p in packed])
+    rows = rows or pack_rows([len(p[0]) for p in packed])
     width = max(len(p[0]) for p in packed)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     pos = torch.zeros((len(rows), width), dtype=torch.long)
