@@ -1,12 +1,20 @@
 """Scoring speed: selfaug's log-likelihood scorer vs lm-evaluation-harness (HFLM) on the same items.
 
 The same ARC-Easy items (default 200, the registry's fixed subset), the same converted model
-folder of the embedded default (SmolLM2-135M-Instruct), the same dtype (fp32) and batch size,
-in one process. Prints items/s of each, the ratio, and checks that per-item acc and acc_norm
-are identical (and the log-likelihoods agree). Timing interleaves the two scorers in chunks of
-items so that a busy shared machine slows both alike.
+folder of the embedded default (SmolLM2-135M-Instruct, loaded through selfaug's model loading
+for selfaug and by HFLM from the same folder for lm_eval), the same dtype (fp32) and batch size,
+in one process. Each round scores all items with both scorers, alternating which goes first, so
+that a busy shared machine slows both alike; prints items/s per scorer and the per-round ratio
+as min / median / max over the rounds, the load average before and after (the machine may be
+shared), and whether per-item acc and acc_norm are identical in every round (with the largest
+log-likelihood difference).
 
-    .venv/bin/python benchmarks/bench_eval.py [--items 200] [--batch-size 32] [--benchmark arc_easy]
+    .venv/bin/python benchmarks/bench_eval.py [--items 200] [--rounds 3] [--batch-size 32] [--benchmark arc_easy]
+
+On a machine whose cores are busy with other processes, run it with ``OMP_NUM_THREADS=1``:
+two torch threads on contended cores spend most of their time waiting for each other, which
+slows both scorers several-fold and hides the difference in work (see the closing note of
+issue 14 for figures at one and two threads).
 """
 
 from __future__ import annotations
@@ -50,19 +58,29 @@ class LmEval:
         return out
 
 
-def timed_interleaved(scorers, items, chunk):
-    """Score the items in chunks, alternating which scorer goes first, so that load changes on a
-    shared machine hit both alike. Returns per scorer (results, seconds)."""
-    results = {name: [] for name in scorers}
-    seconds = {name: 0.0 for name in scorers}
+def timed_rounds(scorers, items, rounds):
+    """All items through each scorer per round, alternating which scorer goes first.
+    Returns per scorer a list of (results, seconds), one per round."""
     names = list(scorers)
-    for k, start in enumerate(range(0, len(items), chunk)):
-        part = items[start:start + chunk]
+    out = {name: [] for name in names}
+    for k in range(rounds):
         for name in (names if k % 2 == 0 else names[::-1]):
             t = time.perf_counter()
-            results[name].extend(scorers[name].score(part))
-            seconds[name] += time.perf_counter() - t
-    return {name: (results[name], seconds[name]) for name in names}
+            results = scorers[name].score(items)
+            out[name].append((results, time.perf_counter() - t))
+    return out
+
+
+def spread(values):
+    import statistics
+
+    return f"{min(values):6.2f} / {statistics.median(values):6.2f} / {max(values):6.2f}"
+
+
+def load_line():
+    import os
+
+    return "load average (1/5/15 min): " + " ".join(f"{x:.2f}" for x in os.getloadavg()) + f" on {os.cpu_count()} cpus"
 
 
 def main() -> None:
@@ -70,7 +88,7 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--benchmark", default="arc_easy")
-    parser.add_argument("--chunk", type=int, default=40, help="items per interleaved timing round")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds over all items")
     args = parser.parse_args()
 
     import torch
@@ -85,24 +103,30 @@ def main() -> None:
     print(f"{args.benchmark}: {len(items)} items, {n_requests} requests; model {folder.name}; fp32; "
           f"batch size {args.batch_size}; torch threads {torch.get_num_threads()}")
 
+    print(load_line() + " (before)")
     scorers = {"selfaug": Selfaug(folder, args.batch_size), "lm_eval": LmEval(folder, args.batch_size)}
     for scorer in scorers.values():  # warm-up (first-call allocations, lazy inits)
         scorer.score(items[:2])
-    timed = timed_interleaved(scorers, items, args.chunk)
-    (ours, t_ours), (theirs, t_theirs) = timed["selfaug"], timed["lm_eval"]
+    timed = timed_rounds(scorers, items, args.rounds)
+    print(load_line() + " (after)")
 
-    acc_ours = sum(r["acc"] for r in ours) / len(ours)
-    accn_ours = sum(r["acc_norm"] for r in ours) / len(ours)
-    acc_theirs = sum(r["acc"] for r in theirs) / len(theirs)
-    accn_theirs = sum(r["acc_norm"] for r in theirs) / len(theirs)
-    same_items = all(a["acc"] == b["acc"] and a["acc_norm"] == b["acc_norm"] for a, b in zip(ours, theirs))
-    max_diff = max(abs(x - y) for a, b in zip(ours, theirs) for x, y in zip(a["lls"], b["lls"]))
+    n = len(items)
+    rate = {name: [n / sec for _, sec in runs] for name, runs in timed.items()}
+    ratio = [t_theirs / t_ours for (_, t_ours), (_, t_theirs) in zip(timed["selfaug"], timed["lm_eval"])]
+    ours, theirs = timed["selfaug"][0][0], timed["lm_eval"][0][0]
+    same_items = all(a["acc"] == b["acc"] and a["acc_norm"] == b["acc_norm"]
+                     for (o, _), (t, _) in zip(timed["selfaug"], timed["lm_eval"]) for a, b in zip(o, t))
+    max_diff = max(abs(x - y) for (o, _), (t, _) in zip(timed["selfaug"], timed["lm_eval"])
+                   for a, b in zip(o, t) for x, y in zip(a["lls"], b["lls"]))
+    acc = {name: sum(r["acc"] for r in res) / n for name, res in (("selfaug", ours), ("lm_eval", theirs))}
+    accn = {name: sum(r["acc_norm"] for r in res) / n for name, res in (("selfaug", ours), ("lm_eval", theirs))}
 
-    print(f"selfaug : {len(items) / t_ours:7.2f} items/s ({t_ours:.1f} s)  acc {acc_ours:.4f}  acc_norm {accn_ours:.4f}")
-    print(f"lm_eval : {len(items) / t_theirs:7.2f} items/s ({t_theirs:.1f} s)  acc {acc_theirs:.4f}  acc_norm {accn_theirs:.4f}")
-    print(f"speed ratio selfaug/lm_eval: {t_theirs / t_ours:.2f}x")
-    print(f"per-item acc and acc_norm identical: {same_items}; max |Δ loglik| = {max_diff:.2e}")
-    if not same_items or acc_ours != acc_theirs or accn_ours != accn_theirs:
+    print(f"{args.rounds} interleaved rounds of {n} items; items/s min / median / max")
+    for name in ("selfaug", "lm_eval"):
+        print(f"{name:8s}: {spread(rate[name])} items/s   acc {acc[name]:.4f}  acc_norm {accn[name]:.4f}")
+    print(f"speed ratio selfaug/lm_eval per round: {spread(ratio)}x")
+    print(f"per-item acc and acc_norm identical in every round: {same_items}; max |Δ loglik| = {max_diff:.2e}")
+    if not same_items:
         raise SystemExit("MISMATCH between selfaug and lm_eval")
 
 
