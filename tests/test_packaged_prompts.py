@@ -115,3 +115,20 @@ def test_validate_refuses_settings_a_benchmark_cannot_take(tmp_path):
     found = errors(path)
     assert any("eval.packaged.mmlu" in e and "few-shot examples are not offered for `mmlu`" in e for e in found), found
     assert any("`arc_easyy` is not a packaged benchmark" in e and "arc_easy" in e for e in found), found
+
+
+@pytest.mark.skipif("gsm8k" not in installed_benchmarks(), reason="packaged gsm8k data not installed")
+def test_gsm8k_fewshot_uses_lm_evals_format_with_worked_solutions_from_outside_the_subset():
+    plain = load_benchmark("gsm8k", limit=5, seed=0)
+    shots = load_benchmark("gsm8k", limit=5, seed=0, prompt={"num_fewshot": 2, "chat_template": False})
+    evaluated = {item.id for item in plain.items}
+    outside = {i.prompt: i for i in load_benchmark("gsm8k", seed=0).items if i.id not in evaluated}
+    assert shots.settings["chat"] is False and shots.settings["num_fewshot"] == 2
+    for zero, few in zip(plain.items, shots.items):
+        assert few.prompt.endswith(f"Question: {zero.prompt}\nAnswer:") and few.answer == zero.answer
+        examples = few.prompt.split(FEWSHOT_DELIMITER)[:-1]
+        assert len(examples) == 2
+        for ex in examples:
+            question, solution = ex[len("Question: "):].split("\nAnswer: ", 1)
+            assert question in outside and solution == outside[question].extra["solution"] and "####" in solution
+        assert few.extra["until"][0] == "Question:"
