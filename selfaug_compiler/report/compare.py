@@ -67,7 +67,7 @@ def _report_of_run(run_id: str, store_path: str | None) -> str:
         if files.get("report_json") and Path(files["report_json"]).is_file():
             return files["report_json"]
     raise SelfaugError(f"`{run_id}` is neither a report.json file nor a run with a report in the store",
-                       expected="a path to report.json, a run folder, or a run id (selfaug runs)", found=run_id)
+                       expected="a path to report.json, a run folder, or a run id (as `selfaug run` prints it last)", found=run_id)
 
 
 def after_items(row: dict[str, Any]) -> dict[str, float]:
