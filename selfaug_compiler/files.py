@@ -36,14 +36,15 @@ def dir_mode() -> int:
     return 0o777 & ~current_umask()
 
 
-def write_atomic(path: Path | str, data: str | bytes) -> Path:
+def write_atomic(path: Path | str, data: str | bytes, *, executable: bool = False) -> Path:
     """Write ``data`` to a temporary file beside ``path`` and rename it into place: a crash
-    leaves the old file or the new one, never half of one. The file gets ``file_mode()``."""
+    leaves the old file or the new one, never half of one. The file gets ``file_mode()``, or
+    ``dir_mode()`` (the umask's rwx bits) when ``executable``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(fd, file_mode())
+        os.fchmod(fd, dir_mode() if executable else file_mode())
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode("utf-8") if isinstance(data, str) else data)
         os.replace(tmp, path)

@@ -8,10 +8,10 @@ so a crash never leaves a half-written plan.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from selfaug_compiler.compile.templates import PROJECT_TEMPLATES
+from selfaug_compiler.files import write_atomic
 from selfaug_compiler.plan import Plan
 from selfaug_compiler.recipe.schema import Recipe
 
@@ -53,13 +53,5 @@ def render_files(plan: Plan, recipe: Recipe) -> dict[str, str]:
 
 def write_files(out_dir: Path, files: dict[str, str]) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, text in files.items():
-        target = out_dir / name
-        tmp = out_dir / f".{name}.tmp"
-        tmp.write_text(text, encoding="utf-8")
-        if name.endswith((".sh", ".sbatch")):
-            os.chmod(tmp, 0o755)
-        os.replace(tmp, target)
-        written.append(target)
-    return written
+    return [write_atomic(out_dir / name, text, executable=name.endswith((".sh", ".sbatch")))
+            for name, text in files.items()]
