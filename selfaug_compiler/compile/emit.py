@@ -29,7 +29,7 @@ def _render(name: str, **context: object) -> str:
 
 def accelerate_context(recipe: Recipe) -> dict[str, object]:
     ex = recipe.execution
-    machines = ex.slurm.nodes if ex.launcher == "slurm" else 1
+    machines = ex.num_nodes
     processes = ex.num_processes * machines
     use_cpu = ex.device == "cpu"
     if processes <= 1:
@@ -47,7 +47,7 @@ def render_files(plan: Plan, recipe: Recipe) -> dict[str, str]:
         "plan.json": plan.to_json(),
         "run.sh": _render("run.sh.j2", steps=plan.topological(), **common),
         "accelerate_config.yaml": _render("accelerate_config.yaml.j2", **accelerate_context(recipe), **common),
-        "slurm.sbatch": _render("slurm.sbatch.j2", slurm=recipe.execution.slurm, **common),
+        "slurm.sbatch": _render("slurm.sbatch.j2", slurm=recipe.execution.slurm, num_nodes=recipe.execution.num_nodes, **common),
     }
 
 

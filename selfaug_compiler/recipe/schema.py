@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from selfaug_compiler.names import NAME_MAX, NAME_PATTERN
+from selfaug_compiler.recipe import schema_train as st
 
 SPEED = "speed"
 TargetSource = Literal["gold", "self", "paraphrase", "rewrite", "self_dialogue", "replay"]
@@ -222,6 +223,7 @@ class LoraSpec(Strict):
     alpha: int = Field(16, ge=1, le=65_536)
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
     target_modules: list[str] = ["q_proj", "v_proj"]
+    load_in_4bit: bool = added_field(False, description=st.LOAD_IN_4BIT_HELP)
 
 
 class FreezeSpec(Strict):
@@ -253,6 +255,10 @@ class TrainSpec(Strict):
     lora: LoraSpec = LoraSpec()
     freeze: FreezeSpec = FreezeSpec()
     save_every_steps: int = speed_field(50, ge=1, le=ROWS_MAX, description="checkpoint interval (resume granularity)")
+    strategy: st.Strategy = speed_field("ddp", description=st.STRATEGY_HELP)
+    gradient_checkpointing: bool = speed_field(False, description=st.GRADIENT_CHECKPOINTING_HELP)
+    weight_dtype: st.WeightDtype = added_field("fp32", description=st.WEIGHT_DTYPE_HELP)
+    optimizer: st.Optimizer = added_field("adamw", description=st.OPTIMIZER_HELP)
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -318,7 +324,6 @@ class StoreSpec(Strict):
 class SlurmSpec(Strict):
     partition: str | None = speed_field(None)
     time: str = speed_field("04:00:00")
-    nodes: int = speed_field(1, ge=1, le=PROCESSES_MAX)
     gpus_per_node: int = speed_field(1, ge=0, le=64)
     cpus_per_task: int = speed_field(8, ge=1, le=PROCESSES_MAX)
 
@@ -328,7 +333,9 @@ class ExecutionSpec(Strict):
 
     launcher: Literal["local", "accelerate", "slurm"] = speed_field("local")
     device: Literal["auto", "cpu", "cuda"] = speed_field("auto")
-    num_processes: int = speed_field(1, ge=1, le=PROCESSES_MAX)
+    num_processes: int = speed_field(1, ge=1, le=PROCESSES_MAX, description="processes per machine")
+    num_nodes: int = speed_field(1, ge=1, le=PROCESSES_MAX, description=st.NUM_NODES_HELP)
+    _nodes = model_validator(mode="before")(lambda cls, data: st.move_slurm_nodes(data))
     micro_batch_size: int = speed_field(8, ge=1, le=BATCH_MAX)
     generate_batch_size: int = speed_field(16, ge=1, le=BATCH_MAX)
     eval_batch_size: int = speed_field(16, ge=1, le=BATCH_MAX)
