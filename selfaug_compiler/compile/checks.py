@@ -21,6 +21,7 @@ from selfaug_compiler.compile.data_sample import SourceRows
 from selfaug_compiler.compile.budget import StageData, estimate_budget, split_rows
 from selfaug_compiler.compile.benchmark_checks import check_benchmarks
 from selfaug_compiler.compile.known_benchmarks import installed_task_sources
+from selfaug_compiler.compile.launch_checks import check_launch
 from selfaug_compiler.compile.model_info import ModelInfo
 from selfaug_compiler.compile.templates import (
     render_chat_template,
@@ -99,6 +100,7 @@ class Checker:
             self.report.data.append(StageData(source, replay))
         self.check_eval(stages)
         self.check_chat_template()
+        check_launch(self)  # compile/launch_checks.py: strategy, QLoRA, 8-bit optimizer, nodes
         self.report.model = model_checks.check_model(self, stages)
         self.report.budget = estimate_budget(self.recipe, self.report.model, self.report.data)
         return self.report

@@ -1,54 +1,37 @@
-"""Files written by ``selfaug compile``: plan.json, run.sh, accelerate_config.yaml, slurm.sbatch.
+"""Files written by ``selfaug compile``: plan.json, run.sh, slurm.sbatch and, per train step, the
+launch files of ``launch_files.py`` (accelerate_config.yaml, ds_config.json under ZeRO,
+train_launch.sh; a later stage's train step gets ``.<stage>`` in the names).
 
-Rendered from ``templates/launch/*.j2`` with the execution settings. Deterministic: no
-timestamps, no absolute paths (the recipe path is stored relative to the output folder), so
-compiling twice gives byte-identical files. Files are written to a temporary name and renamed,
-so a crash never leaves a half-written plan.
+Rendered from ``templates/launch/*.j2``. Deterministic: no timestamps, no absolute paths (the
+recipe path is stored relative to the output folder), so compiling twice gives byte-identical
+files. The launch files are rendered from the train step's ``speed["launch"]``, the same data
+the step renders them from when it runs, so what is written here is what runs.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from selfaug_compiler.compile.templates import PROJECT_TEMPLATES
+from selfaug_compiler.compile.launch_files import MAIN_PROCESS_PORT, launch_files, render
 from selfaug_compiler.files import write_atomic
 from selfaug_compiler.plan import Plan
 from selfaug_compiler.recipe.schema import Recipe
-
-LAUNCH_TEMPLATES = PROJECT_TEMPLATES / "launch"
-MIXED_PRECISION = {"bfloat16": "bf16", "float16": "fp16", "float32": "no", "auto": "no"}
-
-
-def _render(name: str, **context: object) -> str:
-    from jinja2 import Environment, FileSystemLoader, StrictUndefined
-
-    env = Environment(loader=FileSystemLoader(str(LAUNCH_TEMPLATES)), undefined=StrictUndefined,
-                      keep_trailing_newline=True, autoescape=False)
-    return env.get_template(name).render(**context)
-
-
-def accelerate_context(recipe: Recipe) -> dict[str, object]:
-    ex = recipe.execution
-    machines = ex.num_nodes
-    processes = ex.num_processes * machines
-    use_cpu = ex.device == "cpu"
-    if processes <= 1:
-        distributed = "NO"
-    else:
-        distributed = "MULTI_CPU" if use_cpu else "MULTI_GPU"
-    return {"distributed_type": distributed, "num_machines": machines, "num_processes": processes,
-            "mixed_precision": MIXED_PRECISION[recipe.model.dtype], "use_cpu": use_cpu}
 
 
 def render_files(plan: Plan, recipe: Recipe) -> dict[str, str]:
     """File name -> text of everything ``compile`` writes."""
     common = {"recipe_name": recipe.name, "recipe_path": plan.recipe_path}
-    return {
+    ex = recipe.execution
+    files = {
         "plan.json": plan.to_json(),
-        "run.sh": _render("run.sh.j2", steps=plan.topological(), **common),
-        "accelerate_config.yaml": _render("accelerate_config.yaml.j2", **accelerate_context(recipe), **common),
-        "slurm.sbatch": _render("slurm.sbatch.j2", slurm=recipe.execution.slurm, num_nodes=recipe.execution.num_nodes, **common),
+        "run.sh": render("run.sh.j2", steps=plan.topological(), **common),
+        "slurm.sbatch": render("slurm.sbatch.j2", slurm=ex.slurm, num_nodes=ex.num_nodes, num_processes=ex.num_processes,
+                               launch_script="train_launch.sh", port=MAIN_PROCESS_PORT, **common),
     }
+    for step in plan.topological():
+        if step.kind == "train" and "launch" in step.speed:
+            files.update(launch_files(step.speed["launch"]))
+    return files
 
 
 def write_files(out_dir: Path, files: dict[str, str]) -> list[Path]:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from selfaug_compiler.compile.fingerprints import model_param, source_fingerprint
+from selfaug_compiler.compile.launch_files import launch_settings
 from selfaug_compiler.compile.templates import resolve_template, template_hash
 from selfaug_compiler.evaluate.catalog import is_lm_eval
 from selfaug_compiler.names import NAME_MAX
@@ -107,9 +108,10 @@ class PlanBuilder:
                                       "system_prompt": stage.task.system_prompt,
                                       "chat_template": self.recipe.model.chat_template},
                               speed={"micro_batch_size": ex.micro_batch_size, "num_processes": ex.num_processes,
-                                     "device": ex.device, "launcher": ex.launcher,
-                                     "save_every_steps": stage.train.save_every_steps,
-                                     "accelerate_config": "accelerate_config.yaml",
+                                     "device": ex.device, "save_every_steps": stage.train.save_every_steps,
+                                     "strategy": stage.train.strategy,
+                                     "gradient_checkpointing": stage.train.gradient_checkpointing,
+                                     "launch": launch_settings(self.recipe, stage.train, f"train{sfx}"),
                                      **({"torch_threads": ex.torch_threads} if ex.torch_threads is not None else {})},
                               outputs={"model": f"{self.recipe.name}-{stage.task.name}{sfx}"}))
         return ingest, train

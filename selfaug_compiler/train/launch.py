@@ -1,18 +1,23 @@
-"""``train_model``: run a training job in this process, or in N processes through accelerate.
+"""``train_model``: run a training job in this process, or in worker processes through the
+launch files ``compile`` emits (``compile/launch_files.py``).
 
-One process runs in-process (no subprocess, no pickling). More than one writes ``job.json`` and
-``rows.jsonl`` into the output folder and runs::
+In-process (no subprocess, no pickling) when the launch settings say so: launcher ``local``, one
+process in all, strategy ``ddp``. Otherwise ``job.json`` and ``rows.jsonl`` go into the output
+folder with the launch files rendered from the train step's ``speed["launch"]`` (byte for byte
+what ``compile`` wrote: ``accelerate_config.yaml``, ``ds_config.json`` under ZeRO,
+``train_launch.sh``), and the step runs::
 
-    python -m accelerate.commands.launch --multi_gpu --num_processes N --num_machines 1 \
-        --mixed_precision no --dynamo_backend no --main_process_port 0 \
-        -m selfaug_compiler.train.worker OUT/job.json
+    bash OUT/train_launch.sh OUT/job.json
+      -> python -m accelerate.commands.launch --config_file OUT/accelerate_config.yaml \
+           --num_machines N --num_processes N*P --machine_rank $SLURM_NODEID ... \
+           -m selfaug_compiler.train.worker OUT/job.json
 
-``--multi_gpu`` selects accelerate's torchrun launcher, which is also what starts several CPU
-processes: ``accelerate launch --cpu --num_processes N`` starts only one process unless MPI is
-installed. On a machine without CUDA each worker builds ``Accelerator(cpu=True)``, which joins
-a gloo process group (``DistributedType.MULTI_CPU``); with CUDA, NCCL. Precision is handled by
-the loop (autocast), not by accelerate's ``--mixed_precision``. The main worker writes the
-artifact and ``outcome.json``; a worker's user error or step failure is written to
+Under ``launcher: slurm`` the script first re-runs itself once per node through ``srun`` (it
+refuses to run outside a SLURM job). Several processes under DDP use ``distributed_type:
+MULTI_GPU``, accelerate's torchrun launcher, which is also what starts several CPU processes
+(``--cpu``/``MULTI_CPU`` start only one unless MPI is installed); on a machine without CUDA each
+worker builds ``Accelerator(cpu=True)``, which joins a gloo process group. The main worker writes
+the artifact and ``outcome.json``; a worker's user error or step failure is written to
 ``error.json`` and raised again here with the same type and message.
 """
 
@@ -51,6 +56,7 @@ def train_model(
     show_progress: bool = True,
     after_step: Callable[[int, Any], None] | None = None,
     progress: Callable[..., None] | None = None,
+    launch: dict[str, Any] | None = None,
 ) -> TrainOutcome:
     """Train ``base_ref_or_folder`` on ``rows`` with ``spec`` (a TrainSpec); artifact in ``out_dir/model``.
 
@@ -66,7 +72,10 @@ def train_model(
                    device=device, dtype=dtype,
                    trust_remote_code=trust_remote_code, chat_template=chat_template, dataset_ref=dataset_ref,
                    max_steps=max_steps, show_progress=show_progress)
-    if num_processes == 1:
+    from selfaug_compiler.compile.launch_files import in_process, local_settings
+
+    launch = launch or local_settings(num_processes, device)
+    if in_process(launch):
         from selfaug_compiler.threads import apply_torch_threads, ensure_torch_threads
         from selfaug_compiler.train.loop import run_training
 
@@ -77,20 +86,21 @@ def train_model(
 
         return run_training(job, rows, after_step=after_step, progress=progress)
     if after_step is not None:
-        raise ValueError("after_step hooks run in-process only (num_processes == 1)")
-    return launch_workers(job, rows)
+        raise ValueError("after_step hooks run in-process only (launcher local, one process, ddp)")
+    return launch_workers(job, rows, launch)
 
 
-def launch_command(job_file: Path, num_processes: int) -> list[str]:
-    return [
-        sys.executable, "-m", "accelerate.commands.launch",
-        "--multi_gpu", "--num_processes", str(num_processes), "--num_machines", "1",
-        "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0",
-        "-m", "selfaug_compiler.train.worker", str(job_file),
-    ]
+def launch_command(job_file: Path, launch: dict[str, Any]) -> list[str]:
+    """Write the launch files of ``launch`` beside ``job_file``; the command that runs them."""
+    from selfaug_compiler.compile.launch_files import launch_files
+    from selfaug_compiler.files import write_atomic
+
+    for name, text in launch_files(launch).items():
+        write_atomic(job_file.parent / name, text, executable=name.endswith(".sh"))
+    return ["bash", str(job_file.parent / launch["script"]), str(job_file)]
 
 
-def launch_workers(job: TrainJob, rows: list[dict[str, Any]]) -> TrainOutcome:
+def launch_workers(job: TrainJob, rows: list[dict[str, Any]], launch: dict[str, Any]) -> TrainOutcome:
     out = job.out
     rows_file = out / "rows.jsonl"
     write_rows_jsonl(rows, rows_file)
@@ -99,8 +109,9 @@ def launch_workers(job: TrainJob, rows: list[dict[str, Any]]) -> TrainOutcome:
     job_file.write_text(job.to_json(), encoding="utf-8")
     for stale in (out / OUTCOME_FILE, out / ERROR_FILE):
         stale.unlink(missing_ok=True)
-    env = worker_env(os.environ, job.torch_threads, job.num_processes)  # each worker's share of the CPUs
-    proc = subprocess.Popen(launch_command(job_file, job.num_processes), env=env, start_new_session=True)
+    env = worker_env(os.environ, job.torch_threads, launch["num_processes"])  # each worker's share of the CPUs
+    env["SELFAUG_PYTHON"] = sys.executable
+    proc = subprocess.Popen(launch_command(job_file.resolve(), launch), env=env, start_new_session=True)
     try:
         proc.wait()
     except BaseException:  # Ctrl-C / SIGTERM: stop the whole worker group; checkpoints stay resumable

@@ -2,8 +2,9 @@
 
 Params (content, from ``compile/planner.py``): ``train`` (TrainSpec without speed fields),
 ``model`` ({"spec": ModelSpec dict, "fingerprint"}), ``seed``, ``system_prompt``,
-``chat_template``. Speed: ``micro_batch_size``, ``num_processes``, ``device``, ``launcher``,
-``save_every_steps``. Inputs: the ``mix`` step (``datasets["dataset"]``) and, in a continual
+``chat_template``. Speed: ``micro_batch_size``, ``num_processes`` (per machine), ``device``,
+``save_every_steps``, ``strategy``, ``gradient_checkpointing`` and ``launch`` (the launch files'
+settings, ``compile/launch_files.py``). Inputs: the ``mix`` step (``datasets["dataset"]``) and, in a continual
 recipe, the previous ``train`` step, whose ``model`` is the starting point.
 
 Files: ``<work_dir>/checkpoints`` (resume), ``<work_dir>/model`` (the artifact),
@@ -86,8 +87,9 @@ def execute(ctx: StepContext) -> StepResult:
     if done is not None:
         return done
     spec_dict = dict(params["train"])
-    if "save_every_steps" in speed:
-        spec_dict["save_every_steps"] = speed["save_every_steps"]
+    for name in ("save_every_steps", "strategy", "gradient_checkpointing"):  # TrainSpec's speed fields
+        if name in speed:
+            spec_dict[name] = speed[name]
     spec = TrainSpec.model_validate(spec_dict)
     ref = dataset_ref(ctx)
     rows = training_rows(ctx.store.read(ref), params.get("system_prompt"))
@@ -98,7 +100,7 @@ def execute(ctx: StepContext) -> StepResult:
         base, rows, spec, ctx.work_dir,
         seed=int(params.get("seed", 0)),
         micro_batch_size=int(speed.get("micro_batch_size", spec.batch_size)),
-        num_processes=int(speed.get("num_processes", 1)),
+        num_processes=int(speed.get("num_processes", 1)) * int(speed.get("launch", {}).get("num_nodes", 1)),
         torch_threads=speed.get("torch_threads"),
         device=speed.get("device", "auto"),
         dtype=model_spec.get("dtype", "auto"),
@@ -107,5 +109,6 @@ def execute(ctx: StepContext) -> StepResult:
         chat_template=str(ctx.resolve_path(chat_template)) if chat_template else None,
         dataset_ref=ref,
         progress=ctx.progress,
+        launch=speed.get("launch"),
     )
     return StepResult(model=str(outcome.model_dir), model_fingerprint=outcome.fingerprint, metrics=outcome.metrics)
