@@ -167,3 +167,30 @@ def test_slurm_nodes_moved_to_num_nodes() -> None:
     assert ExecutionSpec.model_validate({"slurm": {"nodes": 3, "gpus_per_node": 8}}).num_nodes == 3
     with pytest.raises(ValueError, match="disagree"):
         ExecutionSpec.model_validate({"slurm": {"nodes": 3}, "num_nodes": 2})
+
+
+def test_launcher_accelerate_trains_through_the_emitted_files(tmp_path: Path) -> None:
+    """launcher: accelerate runs even one process through train_launch.sh + accelerate_config.yaml;
+    the result equals the in-process run's (launcher: local)."""
+    torch = pytest.importorskip("torch")
+    from safetensors.torch import load_file
+
+    from selfaug_compiler.compile.launch_files import local_settings
+    from selfaug_compiler.recipe.schema import TrainSpec
+    from selfaug_compiler.train.launch import train_model
+    from selfaug_compiler.train.tiny import build_tiny_model
+
+    base = build_tiny_model(tmp_path / "base")
+    rows = [{"prompt": f"What is {i} plus {i + 1}?", "response": f"The answer is {2 * i + 1}."} for i in range(8)]
+    spec = TrainSpec(lr=1e-2, epochs=1, batch_size=4, max_length=64, warmup_ratio=0.0, save_every_steps=100)
+    launch = {**local_settings(1, "cpu"), "launcher": "accelerate"}
+    runs = {}
+    for name, settings in (("accelerate", launch), ("local", None)):
+        runs[name] = train_model(str(base), rows, spec, tmp_path / name, micro_batch_size=2, device="cpu",
+                                 dtype="float32", seed=1, show_progress=False, launch=settings)
+    assert (tmp_path / "accelerate" / "train_launch.sh").is_file() and (tmp_path / "accelerate" / "job.json").is_file()
+    assert not (tmp_path / "local" / "train_launch.sh").exists()  # in-process: nothing launched
+    a = load_file(str(runs["accelerate"].model_dir / "model.safetensors"))
+    b = load_file(str(runs["local"].model_dir / "model.safetensors"))
+    for key in b:
+        torch.testing.assert_close(a[key], b[key], atol=1e-6, rtol=0, msg=key)
