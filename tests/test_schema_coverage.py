@@ -76,7 +76,7 @@ FLIPS: dict[str, Any] = {
 CONTEXT: dict[str, dict[str, Any]] = {
     "train.lora": {"train.method": "lora"}, "train.freeze": {"train.method": "freeze"},
     "execution.num_nodes": {"execution.launcher": "slurm"}, "execution.slurm": {"execution.launcher": "slurm"},
-    "execution.generate_batch_size": {"augment": {"method": "sa_sft"}}, "eval.lm_eval.tasks": {"eval.retention": ["lm_eval:arc_easy"]},
+    "execution.generate_batch_size": {"augment": {"method": "sa_sft"}}, "train.loss.beta": {"train.loss.kind": "kl"}, "eval.lm_eval.tasks": {"eval.retention": ["lm_eval:arc_easy"]},
     "eval.lm_eval.include_path": {"eval.retention": ["lm_eval:arc_easy"]},
 }
 VARIANTS = {  # union variant -> how the base recipe selects it

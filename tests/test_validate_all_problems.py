@@ -93,7 +93,7 @@ def test_every_mistake_in_line_order_with_a_hint(tmp_path: Path, capsys: pytest.
 
 def test_type_hints_say_what_to_write(tmp_path: Path) -> None:
     problems = {p.field: p for p in validate_recipe(_write(tmp_path, FIVE)).problems}
-    assert problems["train.lora"].hint.startswith("`lora` holds settings (r, alpha, dropout, target_modules)")
+    assert problems["train.lora"].hint.startswith("`lora` holds settings (r, alpha, dropout, target_modules, load_in_4bit)")
     assert problems["eval.limit"].expected.startswith("a whole number such as")
     assert problems["train.epochs"].expected == "a number such as 2"
 
