@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from selfaug_compiler.names import NAME_MAX, NAME_PATTERN
 from selfaug_compiler.recipe import schema_train as st
+from selfaug_compiler.recipe.schema_loss import LossSpec
 
 SPEED = "speed"
 TargetSource = Literal["gold", "self", "paraphrase", "rewrite", "self_dialogue", "replay"]
@@ -259,6 +260,7 @@ class TrainSpec(Strict):
     gradient_checkpointing: bool = speed_field(False, description=st.GRADIENT_CHECKPOINTING_HELP)
     weight_dtype: st.WeightDtype = added_field("fp32", description=st.WEIGHT_DTYPE_HELP)
     optimizer: st.Optimizer = added_field("adamw", description=st.OPTIMIZER_HELP)
+    loss: LossSpec = added_field(LossSpec(), description="per-token training loss (recipe/schema_loss.py)")
 
 
 # ----------------------------------------------------------------------------- evaluation

@@ -18,12 +18,13 @@ from selfaug_compiler.models.loading import ARTIFACT_META
 
 
 def save_artifact(model: Any, tokenizer: Any, job: Any, target: Path, *, base_fingerprint: str,
-                  metrics: dict[str, Any]) -> str:
+                  metrics: dict[str, Any], state_dict: dict[str, Any] | None = None) -> str:
     """Save ``model`` (a PeftModel for lora) and the tokenizer to ``target``; returns its fingerprint."""
     tmp = target.with_name(f".{target.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    model.save_pretrained(tmp)  # PeftModel: the adapter only
+    # PeftModel: the adapter only; ``state_dict``: the full one gathered from FSDP/ZeRO shards
+    model.save_pretrained(tmp, **({"state_dict": state_dict} if state_dict is not None else {}))
     tokenizer.save_pretrained(tmp)
     fingerprint = folder_fingerprint(tmp)
     meta = {

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 STATE = "state.json"
+ACCELERATE_STATE = "accelerate"  # FSDP / ZeRO: accelerate's save_state folder (sharded), inside step-N
 
 
 def checkpoint_dirs(root: Path) -> list[Path]:

@@ -1,17 +1,20 @@
-"""The training loop: a small accelerate loop, read top to bottom.
+"""The training loop: an accelerate loop, read top to bottom (the choice against
+``transformers.Trainer``/TRL, measured, is in docs/architecture.md, "Training engine").
 
-Why not ``transformers.Trainer``: everything this step must guarantee is easier to see and to
-test in ~200 lines than through Trainer's callbacks and arguments: a data order that depends on
-the seed only (so one process and two give the same batches), a loss normalised by the global
-batch's target tokens (so micro-batch size and process count do not change the gradient),
-checkpoints that are atomic and resume bit-for-bit (RNG included), a NaN check before the
-optimizer step (so NaN weights are never written), and a plain jsonl log. accelerate supplies
-what is tedious to write: the process group (gloo on CPU, NCCL on GPUs), DDP wrapping,
-``no_sync`` during accumulation and the cross-process reductions.
+What this step guarantees and tests: a data order that depends on the seed only (so one process
+and two give the same batches), a loss normalised by the global batch's target tokens (so
+micro-batch size and process count do not change the gradient), checkpoints that are atomic and
+resume bit-for-bit (RNG included), a NaN check before the optimizer step (so NaN weights are
+never written), and a plain jsonl log. accelerate does the distributed work: ``prepare`` of model,
+optimizer and scheduler (DDP, FSDP2 or DeepSpeed ZeRO from the launcher's accelerate config),
+``accelerator.backward``, its ``clip_grad_norm_``, autocast and the fp16 grad scaler, ``no_sync``
+during accumulation, ``save_state``/``load_state`` (sharded) checkpoints under FSDP/ZeRO.
+Model, optimizer and precision settings: ``train/engine.py``; losses: ``train/losses.py``.
 
-Precision: master weights and optimizer state are fp32; the forward pass runs under bf16
-autocast where the hardware runs bf16 natively (``models.loading.resolve_dtype``), fp16 autocast
-with a grad scaler on CUDA devices without bf16, else fp32.
+Precision: with ``train.weight_dtype: fp32`` master weights and optimizer state are fp32 and the
+forward pass runs under bf16 autocast where the hardware runs bf16 natively
+(``models.loading.resolve_dtype``), fp16 autocast with a grad scaler on CUDA devices without
+bf16, else fp32; with bf16 weights, weights and gradients are bf16.
 """
 
 from __future__ import annotations
@@ -27,24 +30,14 @@ from typing import Any, Callable
 from selfaug_compiler.errors import StepFailed
 from selfaug_compiler.plan import canonical_json, sha256_hex
 from selfaug_compiler.train import checkpoint as ckpt
+from selfaug_compiler.train import engine
 from selfaug_compiler.train.batches import collate, global_batch, plan_batches, rank_micro_batches
 from selfaug_compiler.train.formatting import format_rows, pack_examples
 from selfaug_compiler.train.job import CHECKPOINT_DIR, LOG_FILE, MODEL_DIR, OUTCOME_FILE, TrainJob, TrainOutcome, write_atomic
+from selfaug_compiler.train.losses import base_logits_fn, token_loss_sum
 from selfaug_compiler.train.methods import apply_method
 
 AfterStep = Callable[[int, Any], None]
-
-
-def _optimizer(model: Any, spec: Any) -> Any:
-    """AdamW; no weight decay on biases and norm weights (1-d tensors)."""
-    import torch
-
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for p in params if p.ndim >= 2], "weight_decay": spec.weight_decay},
-        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
-    ]
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=spec.lr)
 
 
 def _scheduler(optimizer: Any, spec: Any, total_steps: int) -> Any:
@@ -53,14 +46,6 @@ def _scheduler(optimizer: Any, spec: Any, total_steps: int) -> Any:
     name = "constant_with_warmup" if spec.scheduler == "constant" else spec.scheduler
     warmup = math.ceil(spec.warmup_ratio * total_steps)
     return get_scheduler(name, optimizer, num_warmup_steps=warmup, num_training_steps=total_steps)
-
-
-def _autocast(device: Any, dtype: Any) -> Callable[[], Any]:
-    import torch
-
-    if dtype in (torch.bfloat16, torch.float16):
-        return lambda: torch.autocast(device_type=device.type, dtype=dtype)
-    return contextlib.nullcontext
 
 
 def job_signature(job: TrainJob, base_fingerprint: str, rows: list[dict]) -> str:
@@ -76,19 +61,20 @@ class Trainer:
     def __init__(self, job: TrainJob, rows: list[dict], after_step: AfterStep | None = None,
                  progress: Callable[..., None] | None = None) -> None:
         import torch
-        from accelerate import Accelerator
 
-        from selfaug_compiler.models.loading import load_model, resolve_device, resolve_dtype
+        from selfaug_compiler.models.loading import resolve_device, resolve_dtype
         from selfaug_compiler.recipe.schema import TrainSpec
 
         self.job, self.after_step, self.progress = job, after_step, progress
         self.spec = TrainSpec.model_validate(job.spec)
         device = resolve_device(job.device)
-        self.acc = Accelerator(cpu=device == "cpu")
+        device_type = "cpu" if device == "cpu" else device.split(":")[0]
+        self.weight_dtype = engine.weight_dtype(self.spec, device_type)
+        self.compute_dtype = (self.weight_dtype if self.weight_dtype != torch.float32
+                              else resolve_dtype(job.dtype, device_type))
+        self.acc = engine.make_accelerator(device == "cpu", self.compute_dtype)
         self.rank, self.main = self.acc.process_index, self.acc.is_main_process
-        self.compute_dtype = resolve_dtype(job.dtype, self.acc.device.type)
-        loaded = load_model(job.base, revision=job.base_revision, dtype="float32", device=str(self.acc.device),
-                            trust_remote_code=job.trust_remote_code, chat_template=job.chat_template)
+        loaded = engine.load_for_training(job, self.spec, self.acc.device, self.compute_dtype)
         self.tokenizer, self.base_fingerprint = loaded.tokenizer, loaded.fingerprint
         self.examples, self.stats = format_rows(self.tokenizer, rows, self.spec.max_length)
         self.blocks = pack_examples(self.examples, self.spec.max_length) if self.spec.packing else self.examples
@@ -96,9 +82,11 @@ class Trainer:
         torch.manual_seed(job.seed)  # LoRA initialisation
         self.model, self.report = apply_method(loaded.model, self.spec)
         self.model.train()
-        self.optimizer = _optimizer(self.model, self.spec)
+        self.optimizer = engine.build_optimizer(self.model, self.spec)
         self.scheduler = _scheduler(self.optimizer, self.spec, self.plan.total_steps)
-        self.scaler = torch.amp.GradScaler() if self.compute_dtype == torch.float16 else None
+        self.base_logits = base_logits_fn(self.model, self.spec, lambda: engine.load_for_training(
+            job, self.spec.model_copy(update={"gradient_checkpointing": False}), self.acc.device,
+            self.compute_dtype).model)
         self.signature = job_signature(job, self.base_fingerprint, rows)
         self.ckpt_root = job.out / CHECKPOINT_DIR
         self.lengths = [len(b) for b in self.blocks]
@@ -112,6 +100,9 @@ class Trainer:
         found = (ckpt.checkpoint_dirs(self.ckpt_root) or [None])[-1]
         if found is None:
             return 0
+        if engine.sharded(self.acc):  # FSDP / ZeRO: accelerate's sharded state, RNG included
+            self.acc.load_state(str(found / ckpt.ACCELERATE_STATE))
+            return int(json.loads((found / "meta.json").read_text())["step"])
         meta = ckpt.load_checkpoint(found, model=self.model, optimizer=self.optimizer,
                                     scheduler=self.scheduler, rank=self.rank)
         return int(meta["step"])
@@ -121,11 +112,18 @@ class Trainer:
         if self.main:
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
+        if engine.sharded(self.acc):  # every rank writes its shard of model and optimizer
+            self.acc.wait_for_everyone()
+            self.acc.save_state(str(tmp / ckpt.ACCELERATE_STATE))
+            if self.main:
+                (tmp / "meta.json").write_text(json.dumps({"step": step, "total_steps": self.plan.total_steps}))
+        elif self.main:
             ckpt.write_main_parts(tmp, model=self.acc.unwrap_model(self.ddp), optimizer=self.optimizer,
                                   scheduler=self.scheduler, step=step, signature=self.signature,
                                   extra={"total_steps": self.plan.total_steps})
         self.acc.wait_for_everyone()
-        ckpt.write_rank_rng(tmp, self.rank)
+        if not engine.sharded(self.acc):
+            ckpt.write_rank_rng(tmp, self.rank)
         self.acc.wait_for_everyone()
         if self.main:
             ckpt.publish(self.ckpt_root, tmp, step, self.signature)
@@ -151,42 +149,57 @@ class Trainer:
         micro = rank_micro_batches(indices, self.lengths, self.plan, self.rank)
         self.record_shard(step, micro)
         step_loss = torch.zeros((), device=self.acc.device)
+        # DDP/FSDP/ZeRO average gradients over ranks; scale so the result is the global token mean.
+        # DeepSpeed also divides by its gradient_accumulation_steps (ds_config.json: the plan's).
+        factor = self.acc.num_processes * (self.plan.accumulation if self.deepspeed else 1)
         for j, chunk in enumerate(micro):
             batch, _ = collate([self.blocks[i] for i in chunk], self.tokenizer.pad_token_id, self.spec.packing)
             batch = {k: v.to(self.acc.device) for k, v in batch.items()}
             sync = j == len(micro) - 1
+            self.acc.gradient_state._set_sync_gradients(sync)  # DeepSpeed steps in backward at sync
             with (contextlib.nullcontext() if sync else self.acc.no_sync(self.ddp)):
-                with self.autocast():
-                    out = self.ddp(**batch, num_items_in_batch=n_targets, use_cache=False)
-                # DDP averages gradients over ranks; scale so the result is the global token mean.
-                scaled = out.loss * self.acc.num_processes
-                (self.scaler.scale(scaled) if self.scaler else scaled).backward()
-            step_loss += out.loss.detach().float()
+                loss = self.micro_loss(batch, n_targets)
+                self.acc.backward(loss * factor)
+            step_loss += loss.detach().float()
         step_loss = self.acc.reduce(step_loss, reduction="sum")
-        if self.scaler:
-            self.scaler.unscale_(self.optimizer)
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, self.spec.max_grad_norm)
-        loss, norm = float(step_loss), float(grad_norm)
-        if not math.isfinite(loss) or (not math.isfinite(norm) and self.scaler is None):
+        grad_norm = self.acc.clip_grad_norm_(self.ddp.parameters(), self.spec.max_grad_norm)
+        if grad_norm is None and self.deepspeed:  # DeepSpeed clips inside its step (ds_config gradient_clipping)
+            grad_norm = self.ddp.get_global_grad_norm()
+        grad_norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
+        loss, norm = float(step_loss), float(grad_norm if grad_norm is not None else float("nan"))
+        if not math.isfinite(loss) or (not math.isfinite(norm) and self.acc.scaler is None):
             what = "loss" if not math.isfinite(loss) else "gradient norm"
             raise StepFailed("train", f"the {what} became {loss if what == 'loss' else norm} at step {step + 1}; "
                              "training stopped before the optimizer step (no NaN weights were saved)",
                              hint="lower train.lr, raise warmup, or set model.dtype float32; a re-run resumes "
                                   "from the last checkpoint")
-        if self.scaler:
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            self.optimizer.step()
+        self.optimizer.step()  # prepared: the fp16 scaler's step where there is one; no-op under DeepSpeed
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         return loss, norm, tokens
 
+    def micro_loss(self, batch: dict[str, Any], n_targets: int) -> Any:
+        """This micro-batch's loss summed over its target tokens / the global batch's target tokens."""
+        if self.spec.loss.kind == "ce":  # the model's own loss, as before train.loss existed
+            return self.ddp(**batch, num_items_in_batch=n_targets, use_cache=False).loss
+        labels = batch["labels"]
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        logits = self.ddp(**inputs, use_cache=False).logits
+        base = None
+        if self.base_logits is not None:
+            with self.acc.autocast():
+                base = self.base_logits(inputs)
+        return token_loss_sum(logits, labels, self.spec.loss.kind, self.spec.loss.beta, base) / n_targets
+
     # ------------------------------------------------------------------ the run
     def run(self) -> TrainOutcome:
-        self.ddp = self.acc.prepare_model(self.model)
-        self.autocast = _autocast(self.acc.device, self.compute_dtype)
+        from accelerate.utils import DistributedType
+
+        engine.check_strategy(self.acc, self.spec.strategy)
+        self.deepspeed = self.acc.distributed_type == DistributedType.DEEPSPEED
+        self.ddp, self.optimizer, self.scheduler = self.acc.prepare(self.model, self.optimizer, self.scheduler)
+        if engine.sharded(self.acc):  # the prepared (sharded) module is the one that trains
+            self.model = self.acc.unwrap_model(self.ddp)
         start = self.resume()
         log = _StepLog(self.job.out / LOG_FILE, start, enabled=self.main)
         bar = _StepProgress(self.progress, self.plan.total_steps, start,
@@ -229,6 +242,8 @@ class Trainer:
             "truncated_examples": self.stats.truncated, "packed_blocks": len(self.blocks) if self.spec.packing else None,
             "global_batch": self.plan.global_batch, "accumulation": self.plan.accumulation,
             "num_processes": self.plan.processes, "compute_dtype": str(self.compute_dtype).replace("torch.", ""),
+            "weight_dtype": str(self.weight_dtype).replace("torch.", ""), "strategy": self.spec.strategy,
+            "loss": self.spec.loss.kind,
             **self.report.as_dict(),
         }
 
@@ -236,9 +251,10 @@ class Trainer:
         from selfaug_compiler.train.artifact import save_artifact
 
         model_dir, fingerprint = self.job.out / MODEL_DIR, None
+        state = engine.full_state_dict(self.acc, self.ddp)  # gathered from the shards (FSDP/ZeRO)
         if self.main:
             fingerprint = save_artifact(self.acc.unwrap_model(self.ddp), self.tokenizer, self.job, model_dir,
-                                        base_fingerprint=self.base_fingerprint, metrics=metrics)
+                                        base_fingerprint=self.base_fingerprint, metrics=metrics, state_dict=state)
         outcome = TrainOutcome(model_dir, fingerprint, True, metrics)
         if self.main:
             write_atomic(self.job.out / OUTCOME_FILE, outcome.to_json())

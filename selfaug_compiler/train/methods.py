@@ -123,7 +123,8 @@ def apply_method(model: Any, spec: Any) -> tuple[Any, TrainableReport]:
     """Prepare ``model`` for ``spec.method``; returns the (possibly wrapped) model and a report."""
     frozen = None
     for p in model.parameters():
-        p.requires_grad_(True)
+        if p.is_floating_point():  # not the packed 4-bit weights of a QLoRA base
+            p.requires_grad_(True)
     if spec.method == "lora":
         model = apply_lora(model, spec.lora)
     elif spec.method == "freeze":

@@ -1,0 +1,154 @@
+"""What the loop asks accelerate and the libraries for: the Accelerator, the model as the recipe
+says to hold it, the optimizer, and checkpoints of sharded strategies.
+
+- **Strategy** (``train.strategy``) comes from accelerate's own config: ``accelerate launch
+  --config_file accelerate_config.yaml`` (``compile/launch_files.py``) sets the environment that
+  ``Accelerator()`` reads (its FSDP plugin or DeepSpeed plugin); the loop then ``prepare``s the
+  model, optimizer and scheduler together, as FSDP2 and DeepSpeed need.
+- **Weights** (``train.weight_dtype``): fp32 master weights (autocast to ``model.dtype``), or bf16
+  weights and gradients (``auto``: bf16 where the device runs it natively). Optimizer states stay
+  fp32 for torch AdamW either way (it keeps them in the parameter's dtype: bf16 under bf16).
+- **QLoRA** (``train.lora.load_in_4bit``): the frozen base in NF4 through transformers'
+  ``BitsAndBytesConfig``, ``peft.prepare_model_for_kbit_training``, then LoRA (CUDA only;
+  ``validate`` refuses it elsewhere).
+- **Optimizer** (``train.optimizer``): torch AdamW, or bitsandbytes' ``AdamW8bit`` (CUDA).
+- **Gradient checkpointing**: ``model.gradient_checkpointing_enable`` (non-reentrant, so frozen
+  inputs under LoRA need no ``enable_input_require_grads``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from selfaug_compiler.errors import StepFailed
+
+
+def accelerate_mixed_precision(compute_dtype: Any) -> str:
+    import torch
+
+    return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(compute_dtype, "no")
+
+
+def make_accelerator(cpu: bool, compute_dtype: Any) -> Any:
+    """The Accelerator (strategy plugins from the launcher's environment). The scheduler steps once
+    per optimizer step (``step_scheduler_with_optimizer=False``): the loop's steps are global
+    steps already, so accelerate must not step it once per process."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    mixed = accelerate_mixed_precision(compute_dtype)
+    shared = AcceleratorState._shared_state
+    if shared and shared.get("_mixed_precision") != mixed:
+        # an earlier in-process run of this process chose another precision: accelerate keeps one
+        # state per process, so forget it (the process group, PartialState, stays)
+        AcceleratorState._reset_state()
+    return Accelerator(cpu=cpu, mixed_precision=mixed, step_scheduler_with_optimizer=False)
+
+
+def weight_dtype(spec: Any, device_type: str) -> Any:
+    """The dtype the trained weights are held in (``train.weight_dtype``)."""
+    import torch
+
+    from selfaug_compiler.models.loading import resolve_dtype
+
+    if spec.weight_dtype == "bf16":
+        return torch.bfloat16
+    if spec.weight_dtype == "auto" and resolve_dtype("auto", device_type) == torch.bfloat16:
+        return torch.bfloat16
+    return torch.float32
+
+
+def load_for_training(job: Any, spec: Any, device: Any, compute_dtype: Any) -> Any:
+    """``LoadedModel`` with weights in ``train.weight_dtype`` (NF4 base under QLoRA)."""
+    from selfaug_compiler.models.loading import load_model
+
+    dtype = weight_dtype(spec, device.type)
+    if not (spec.method == "lora" and spec.lora.load_in_4bit):
+        loaded = load_model(job.base, revision=job.base_revision, dtype=str(dtype).replace("torch.", ""),
+                            device=str(device), trust_remote_code=job.trust_remote_code,
+                            chat_template=job.chat_template)
+    else:
+        loaded = _load_4bit(job, device, compute_dtype)
+    if spec.gradient_checkpointing and os.environ.get("FSDP_ACTIVATION_CHECKPOINTING", "").lower() != "true":
+        # (under FSDP, accelerate's fsdp_activation_checkpointing from the compiled config does it)
+        loaded.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        loaded.model.config.use_cache = False
+    return loaded
+
+
+def _load_4bit(job: Any, device: Any, compute_dtype: Any) -> Any:
+    import torch
+
+    if device.type != "cuda":
+        raise StepFailed("train", "train.lora.load_in_4bit (QLoRA) needs a CUDA device (bitsandbytes NF4)",
+                         hint="set train.lora.load_in_4bit: false, or run on a CUDA machine")
+    from peft import prepare_model_for_kbit_training
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    from selfaug_compiler.models.fingerprint import folder_fingerprint
+    from selfaug_compiler.models.loading import LoadedModel, load_tokenizer, model_folder
+
+    compute = compute_dtype if compute_dtype in (torch.bfloat16, torch.float16) else torch.float32
+    quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                               bnb_4bit_compute_dtype=compute)
+    parsed, folder = model_folder(job.base, revision=job.base_revision)
+    revision = job.base_revision if parsed.kind == "hub" else None
+    model = AutoModelForCausalLM.from_pretrained(folder, quantization_config=quant, dtype=compute,
+                                                 device_map={"": device}, revision=revision,
+                                                 trust_remote_code=job.trust_remote_code)
+    model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    tokenizer = load_tokenizer(folder, trust_remote_code=job.trust_remote_code, chat_template=job.chat_template,
+                               revision=revision)
+    fingerprint = folder_fingerprint(folder) if isinstance(folder, Path) else f"hub:{folder}@{job.base_revision or 'main'}"
+    return LoadedModel(model, tokenizer, str(parsed), fingerprint, str(device), compute,
+                       folder if isinstance(folder, Path) else None)
+
+
+def build_optimizer(model: Any, spec: Any) -> Any:
+    """AdamW (torch, or bitsandbytes 8-bit); no weight decay on biases and norm weights (1-d tensors)."""
+    import torch
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.ndim >= 2], "weight_decay": spec.weight_decay},
+        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+    ]
+    groups = [g for g in groups if g["params"]]
+    if spec.optimizer == "adamw_8bit":
+        try:
+            import bitsandbytes as bnb
+        except ImportError as exc:
+            raise StepFailed("train", f"train.optimizer adamw_8bit needs bitsandbytes ({exc})",
+                             hint="pip install bitsandbytes on a CUDA machine, or set train.optimizer: adamw") from None
+        return bnb.optim.AdamW8bit(groups, lr=spec.lr)
+    return torch.optim.AdamW(groups, lr=spec.lr)
+
+
+def check_strategy(acc: Any, strategy: str) -> None:
+    """Refuse to run a strategy accelerate did not set up (never train DDP when FSDP was asked for).
+    accelerate 1.15 applies its FSDP and DeepSpeed plugins only on accelerator devices: on CPU
+    (``use_cpu``, MULTI_CPU) it leaves them out, although torch's FSDP2 itself runs on gloo."""
+    from accelerate.utils import DistributedType
+
+    wanted = {"fsdp": DistributedType.FSDP, "zero2": DistributedType.DEEPSPEED,
+              "zero3": DistributedType.DEEPSPEED}.get(strategy)
+    if wanted is not None and acc.distributed_type != wanted:
+        raise StepFailed("train", f"train.strategy {strategy} was not set up by accelerate (it runs "
+                         f"{acc.distributed_type.value} on {acc.device.type}); accelerate applies FSDP and "
+                         "DeepSpeed on CUDA devices only",
+                         hint="use train.strategy: ddp on CPU, or launch through the compiled train_launch.sh "
+                              "on GPUs")
+
+
+def sharded(acc: Any) -> bool:
+    """True under FSDP or DeepSpeed: checkpoints through accelerate's ``save_state`` (sharded)."""
+    from accelerate.utils import DistributedType
+
+    return acc.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
+
+
+def full_state_dict(acc: Any, model: Any) -> dict[str, Any] | None:
+    """The whole model's state dict gathered from the shards (every rank must call; rank 0 gets it)."""
+    return acc.get_state_dict(model) if sharded(acc) else None
