@@ -53,7 +53,8 @@ def _check_train(checker: Any, at: tuple[Any, ...], train: Any, on_cpu: bool, wh
                         severity="warning", expected="the deepspeed package on the machine that trains",
                         found="no deepspeed module", hint="pip install deepspeed on the training machine")
     if train.strategy == "fsdp" and on_cpu:
-        checker.add((*at, "strategy"), f"FSDP is not supported by selfaug's training engine on CPU; this run would train on {where}",
+        checker.add((*at, "strategy"), "FSDP does not run on CPU (accelerate 1.15 makes CPU processes a gloo "
+                    f"MULTI_CPU group and wraps the model in DDP, the FSDP settings unused); this run would train on {where}",
                     expected="ddp on CPU", found="fsdp", hint="set execution.device: cuda on a GPU machine, or train.strategy: ddp")
     if train.lora.load_in_4bit:
         if train.method != "lora":
