@@ -110,6 +110,7 @@ def test_slurm_script_starts_one_launcher_per_node(tmp_path: Path) -> None:
     # on the batch host: srun, one task per node, each running this same script again
     outer = echo_launch(out, SLURM_JOB_ID="7")
     assert outer[0] == "srun" and "--nodes=2" in outer and "--ntasks-per-node=1" in outer
+    assert "--gpus-per-node=8" in outer and "--cpus-per-task=64" in outer
     assert outer[-3:] == ["bash", str(out / "train_launch.sh"), "/shared/run/job.json"]
     # on each node: accelerate launch with that node's rank
     for rank in ("0", "1"):

@@ -68,6 +68,8 @@ def _settings(recipe: Recipe, train: TrainSpec, sfx: str) -> dict[str, Any]:
         "max_grad_norm": train.max_grad_norm,
         "config": f"accelerate_config{sfx}.yaml", "script": f"train_launch{sfx}.sh",
         "deepspeed_config": f"ds_config{sfx}.json" if zero else None,
+        **({"slurm": {"cpus_per_task": ex.slurm.cpus_per_task, "gpus_per_node": ex.slurm.gpus_per_node}}
+           if ex.launcher == "slurm" else {}),
     }
 
 
