@@ -6,8 +6,9 @@ what the run loads (issue 13.4). Bytes per process, by part:
   4). QLoRA (``lora.load_in_4bit``): the layers' linear weights in 4-bit NF4 with their block
   scales (~0.53 bytes a parameter), embeddings and head at the compute dtype. LoRA adapters in fp32.
 - ``gradients``: one per trainable parameter at its dtype (fp32 adapters, else the weight dtype).
-- ``optimizer``: AdamW's two fp32 moments (8 bytes a trainable parameter), 8-bit AdamW's two
-  1-byte states plus block scales (~2.1 bytes).
+- ``optimizer``: AdamW's two moments in the trainable parameter's dtype (torch AdamW allocates
+  them like the parameter: 8 bytes under fp32 weights and for LoRA's fp32 adapters, 4 under bf16
+  weights), 8-bit AdamW's two 1-byte states plus block scales (~2.1 bytes).
 - sharding over the ``world`` = processes x machines: FSDP and ZeRO-3 divide weights, gradients and
   optimizer states; ZeRO-2 gradients and optimizer states; DDP nothing.
 - ``activations`` of one micro-batch at the compute dtype, for the layers the backward pass goes
@@ -89,7 +90,7 @@ def train_memory(model: ModelInfo, train: TrainSpec, dtype: str, device: str, mi
         weights = params * wb
     weights += trainable * 4 if lora else 0
     gradients = trainable * (4 if lora else wb)
-    optimizer = trainable * (ADAM8_BYTES if train.optimizer == "adamw_8bit" else 8)
+    optimizer = trainable * (ADAM8_BYTES if train.optimizer == "adamw_8bit" else 2 * (4 if lora else wb))
     shard = max(world, 1)
     if train.strategy in ("fsdp", "zero3"):
         weights, gradients, optimizer = weights / shard, gradients / shard, optimizer / shard

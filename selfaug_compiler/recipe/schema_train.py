@@ -22,7 +22,8 @@ STRATEGY_HELP = ("how training is spread over processes: ddp (every process hold
 GRADIENT_CHECKPOINTING_HELP = ("recompute activations in the backward pass instead of keeping them: less "
                                "memory, about a third more compute")
 WEIGHT_DTYPE_HELP = ("dtype the trained weights are held in: fp32 (fp32 master weights, autocast to model.dtype), "
-                     "bf16 (bf16 weights and gradients, fp32 optimizer states; CUDA or CPUs with native bf16), "
+                     "bf16 (bf16 weights, gradients and AdamW moments, no fp32 copy; CUDA or CPUs with native bf16; "
+                     "LoRA adapters stay fp32), "
                      "auto (bf16 where supported, else fp32)")
 OPTIMIZER_HELP = "adamw (torch AdamW, 2 fp32 states per parameter) or adamw_8bit (bitsandbytes AdamW8bit, CUDA only)"
 LOAD_IN_4BIT_HELP = "QLoRA: load the frozen base in 4-bit NF4 (bitsandbytes, CUDA only); needs train.method lora"
