@@ -12,7 +12,8 @@ says to hold it, the optimizer, and checkpoints of sharded strategies.
   ``BitsAndBytesConfig``, ``peft.prepare_model_for_kbit_training``, then LoRA (CUDA only;
   ``validate`` refuses it elsewhere).
 - **Optimizer** (``train.optimizer``): torch AdamW, or bitsandbytes' ``AdamW8bit`` (CUDA).
-- **Gradient checkpointing**: ``model.gradient_checkpointing_enable`` (non-reentrant, so frozen
+- **Gradient checkpointing**: ``model.activation_checkpointing_enable`` (transformers 5's name of
+  ``gradient_checkpointing_enable``; non-reentrant, so frozen
   inputs under LoRA need no ``enable_input_require_grads``).
 """
 
@@ -73,7 +74,12 @@ def load_for_training(job: Any, spec: Any, device: Any, compute_dtype: Any) -> A
         loaded = _load_4bit(job, device, compute_dtype)
     if spec.gradient_checkpointing and os.environ.get("FSDP_ACTIVATION_CHECKPOINTING", "").lower() != "true":
         # (under FSDP, accelerate's fsdp_activation_checkpointing from the compiled config does it)
-        loaded.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model = loaded.model
+        enable = getattr(model, "activation_checkpointing_enable", None)  # transformers >= 5.x name
+        if enable is not None:
+            enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         loaded.model.config.use_cache = False
     return loaded
 
