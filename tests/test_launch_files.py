@@ -55,7 +55,7 @@ def test_scale_examples_compile_to_configs_accelerate_accepts(tmp_path: Path, na
     out = compiled(tmp_path, name)
     config = load_config_from_file(str(out / "accelerate_config.yaml"))
     assert (config.distributed_type.value, config.num_machines, config.num_processes) == (kind, machines, processes)
-    assert config.mixed_precision == "bf16"
+    assert config.mixed_precision is None  # the engine passes its own to Accelerator()
     if kind == "FSDP":
         assert config.fsdp_config["fsdp_version"] == 2 and config.fsdp_config["fsdp_activation_checkpointing"] is True
         assert config.fsdp_config["fsdp_state_dict_type"] == "SHARDED_STATE_DICT"
@@ -64,7 +64,7 @@ def test_scale_examples_compile_to_configs_accelerate_accepts(tmp_path: Path, na
     argv = echo_launch(out, **env)
     assert argv[argv.index("--config_file") + 1] == str(out / "accelerate_config.yaml")
     assert argv[-3:] == ["-m", "selfaug_compiler.train.worker", "/shared/run/job.json"]
-    args, defaults, _ = accelerate_args(argv)  # accelerate launch's own checks, config file merged in
+    args, defaults, mp_from_config = accelerate_args(argv)  # accelerate launch's own checks, config file merged in
     assert (args.num_machines, args.num_processes, int(args.machine_rank)) == (machines, processes, 1)
     assert args.use_fsdp == (kind == "FSDP") and args.use_deepspeed == (kind == "DEEPSPEED")
     if machines > 1:
@@ -82,7 +82,16 @@ def test_scale_examples_compile_to_configs_accelerate_accepts(tmp_path: Path, na
         data = json.loads(ds_file.read_text())
         assert data["train_batch_size"] == 64 == (data["train_micro_batch_size_per_gpu"]
                                                   * data["gradient_accumulation_steps"] * processes)
-        assert data["bf16"]["enabled"] is True and data["gradient_clipping"] == 1.0
+        assert "bf16" not in data and "fp16" not in data and data["gradient_clipping"] == 1.0
+        # the fields the launcher reports as set in the accelerate config must not clash with the file
+        fields = list(defaults.deepspeed_config) + (["mixed_precision"] if mp_from_config else [])
+        os.environ["ACCELERATE_CONFIG_DS_FIELDS"] = ",".join(fields).lower()
+        try:
+            plugin = DeepSpeedPlugin(hf_ds_config=str(ds_file))
+        finally:
+            del os.environ["ACCELERATE_CONFIG_DS_FIELDS"]
+        plugin.set_mixed_precision("bf16")  # what accelerate does with the engine's precision
+        assert plugin.deepspeed_config["bf16"] == {"enabled": True} and plugin.deepspeed_config["fp16"] == {"enabled": False}
 
 
 def test_zero2_and_ddp_configs(tmp_path: Path) -> None:

@@ -27,7 +27,6 @@ from selfaug_compiler.compile.templates import PROJECT_TEMPLATES
 from selfaug_compiler.recipe.schema import Recipe, TrainSpec
 
 LAUNCH_TEMPLATES = PROJECT_TEMPLATES / "launch"
-MIXED_PRECISION = {"bfloat16": "bf16", "float16": "fp16", "float32": "no", "auto": "no"}
 CONFIG_FILE = "accelerate_config.yaml"
 DEEPSPEED_FILE = "ds_config.json"
 LAUNCH_SCRIPT = "train_launch.sh"
@@ -63,7 +62,6 @@ def _settings(recipe: Recipe, train: TrainSpec, sfx: str) -> dict[str, Any]:
         "recipe": recipe.name, "launcher": ex.launcher, "device": ex.device, "num_nodes": ex.num_nodes,
         "num_processes": ex.num_processes, "strategy": train.strategy,
         "gradient_checkpointing": train.gradient_checkpointing,
-        "mixed_precision": "bf16" if train.weight_dtype == "bf16" else MIXED_PRECISION[recipe.model.dtype],
         "micro_batch_size": micro, "accumulation": max(1, train.batch_size // (micro * world)),
         "max_grad_norm": train.max_grad_norm,
         "config": f"accelerate_config{sfx}.yaml", "script": f"train_launch{sfx}.sh",
@@ -90,7 +88,9 @@ def distributed_type(settings: dict[str, Any]) -> str:
 
 def deepspeed_json(settings: dict[str, Any]) -> dict[str, Any]:
     """DeepSpeed ZeRO-2/3 config: concrete batch numbers (micro x accumulation x world = the
-    recipe's global batch), clipping from train.max_grad_norm, bf16/fp16 as the accelerate config."""
+    recipe's global batch), clipping from train.max_grad_norm. No bf16/fp16 section: accelerate's
+    ``DeepSpeedPlugin.set_mixed_precision`` writes it from the Accelerator's mixed precision (the
+    training engine's compute dtype), so the two cannot disagree."""
     stage = 3 if settings["strategy"] == "zero3" else 2
     zero: dict[str, Any] = {"stage": stage, "overlap_comm": True, "contiguous_gradients": True,
                             "reduce_bucket_size": 500_000_000, "allgather_bucket_size": 500_000_000}
@@ -98,13 +98,11 @@ def deepspeed_json(settings: dict[str, Any]) -> dict[str, Any]:
         zero.update({"stage3_gather_16bit_weights_on_model_save": True, "stage3_prefetch_bucket_size": 50_000_000,
                      "stage3_param_persistence_threshold": 100_000})
     world = settings["num_processes"] * settings["num_nodes"]
-    mp = settings["mixed_precision"]
     return {
         "train_micro_batch_size_per_gpu": settings["micro_batch_size"],
         "gradient_accumulation_steps": settings["accumulation"],
         "train_batch_size": settings["micro_batch_size"] * settings["accumulation"] * world,
         "gradient_clipping": settings["max_grad_norm"],
-        "bf16": {"enabled": mp == "bf16"}, "fp16": {"enabled": mp == "fp16"},
         "zero_optimization": zero,
         "steps_per_print": 1_000_000_000, "wall_clock_breakdown": False,
     }
