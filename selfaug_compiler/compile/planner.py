@@ -35,7 +35,7 @@ class PlanBuilder:
         ex = recipe.execution
         threads = {"torch_threads": ex.torch_threads} if ex.torch_threads is not None else {}
         self.gen_speed = {"batch_size": ex.generate_batch_size, "device": ex.device,
-                          "num_processes": ex.num_processes, "launcher": ex.launcher, **threads}
+                          "num_processes": ex.num_processes, **threads}  # launcher: train steps only
         self.eval_speed = {"batch_size": ex.eval_batch_size, "device": ex.device, **threads}
 
     def add(self, step: Step) -> Step:
