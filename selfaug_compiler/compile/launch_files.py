@@ -27,9 +27,6 @@ from selfaug_compiler.compile.templates import PROJECT_TEMPLATES
 from selfaug_compiler.recipe.schema import Recipe, TrainSpec
 
 LAUNCH_TEMPLATES = PROJECT_TEMPLATES / "launch"
-CONFIG_FILE = "accelerate_config.yaml"
-DEEPSPEED_FILE = "ds_config.json"
-LAUNCH_SCRIPT = "train_launch.sh"
 MAIN_PROCESS_PORT = 29500  # multi-machine runs (SLURM); one machine takes a free port
 
 
