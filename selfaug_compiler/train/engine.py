@@ -6,8 +6,8 @@ says to hold it, the optimizer, and checkpoints of sharded strategies.
   ``Accelerator()`` reads (its FSDP plugin or DeepSpeed plugin); the loop then ``prepare``s the
   model, optimizer and scheduler together, as FSDP2 and DeepSpeed need.
 - **Weights** (``train.weight_dtype``): fp32 master weights (autocast to ``model.dtype``), or bf16
-  weights and gradients (``auto``: bf16 where the device runs it natively). Optimizer states stay
-  fp32 for torch AdamW either way (it keeps them in the parameter's dtype: bf16 under bf16).
+  weights and gradients (``auto``: bf16 where the device runs it natively); torch AdamW keeps its
+  moments in the parameter's dtype (bf16 under bf16 weights; LoRA adapters stay fp32: peft's).
 - **QLoRA** (``train.lora.load_in_4bit``): the frozen base in NF4 through transformers'
   ``BitsAndBytesConfig``, ``peft.prepare_model_for_kbit_training``, then LoRA (CUDA only;
   ``validate`` refuses it elsewhere).
