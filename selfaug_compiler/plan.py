@@ -24,6 +24,7 @@ IMPL_VERSIONS: dict[str, str] = {
     "mix": "mix/1",
     "train": "train/1",
     "evaluate": "evaluate/1",
+    "interpolate": "interpolate/1",  # theta_alpha = (1 - alpha) base + alpha fine-tuned (issue 15.1)
     "report": "report/2",  # 2: meta.context (model, recipe, seed, training set by source), signed changes
 }
 

@@ -40,6 +40,7 @@ EXECUTORS: dict[str, str] = {
     "mix": "selfaug_compiler.augment.steps:execute_mix",
     "train": "selfaug_compiler.train.step:execute",
     "evaluate": "selfaug_compiler.evaluate.step:execute",
+    "interpolate": "selfaug_compiler.train.interpolate_step:execute",
     "report": "selfaug_compiler.report.step:execute",
 }
 

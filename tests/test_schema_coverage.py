@@ -44,6 +44,7 @@ METADATA = {
 
 # Values to flip to where the automatic choice (next literal, not, +1, x0.5) would be invalid.
 FLIPS: dict[str, Any] = {
+    "interpolate.alphas": [0.25, 0.5],
     "model.ref": "models/m", "model.revision": "v2", "model.chat_template": "chat.jinja",
     "task.source[FileSource].path": "other.jsonl", "task.source[FileSource].encoding": "latin-1",
     "task.source[PackagedSource].name": "sst2", "task.source[HFSource].path": "org/other",
@@ -78,6 +79,7 @@ CONTEXT: dict[str, dict[str, Any]] = {
     "execution.num_nodes": {"execution.launcher": "slurm"}, "execution.slurm": {"execution.launcher": "slurm"},
     "execution.generate_batch_size": {"augment": {"method": "sa_sft"}}, "train.loss.beta": {"train.loss.kind": "kl"}, "eval.lm_eval.tasks": {"eval.retention": ["lm_eval:arc_easy"]},
     "eval.lm_eval.include_path": {"eval.retention": ["lm_eval:arc_easy"]},
+    "interpolate": {"interpolate": {"alphas": [0.5]}},
 }
 VARIANTS = {  # union variant -> how the base recipe selects it
     "task.source[FileSource]": {"task.source": {"kind": "file", "path": "data.jsonl"}},

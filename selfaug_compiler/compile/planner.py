@@ -15,6 +15,7 @@ from typing import Any
 
 from selfaug_compiler.compile.fingerprints import model_param, source_fingerprint
 from selfaug_compiler.compile.launch_files import launch_settings
+from selfaug_compiler.compile.plan_interpolate import add_interpolation, interpolate_report_param
 from selfaug_compiler.compile.templates import resolve_template, template_hash
 from selfaug_compiler.evaluate.catalog import is_lm_eval
 from selfaug_compiler.names import NAME_MAX
@@ -169,7 +170,7 @@ class PlanBuilder:
             add_eval(f"eval.before.{step_part(b)}", b, b, eval_inputs(b), 0)
         if spec.noise_floor:  # the base model scored again: how far numerics alone move each score
             for b in general:
-                step = self.evaluate(f"eval.noise.{step_part(b)}", b, eval_inputs(b), replicate=NOISE_REPLICATE)
+                step = self.evaluate(f"eval.noise.{step_part(b)}", b, eval_inputs(b), replicate=noise_replicate(spec))
                 evals.append({"step": step.name, "benchmark": b, "stage": 0, "role": "noise",
                               "category": "in_domain" if b in spec.in_domain else "retention"})
         ingests: list[Step] = []
@@ -192,11 +193,13 @@ class PlanBuilder:
                     hsfx = f".{stages[j].task.name}" if continual else ""
                     add_eval(f"eval.after.heldout{hsfx}{sfx}", "heldout", f"heldout{hsfx}",
                              [seen.name, train.name], i + 1, stages[j].task.answer_type)
+        if previous is not None:  # theta_alpha steps and their evals (compile/plan_interpolate.py)
+            add_interpolation(self, previous, evals, len(stages))
         self.add(Step("report", "report", inputs=[e["step"] for e in evals],
                       params={"recipe": self.recipe.name, "title": self.recipe.name, "seed": self.recipe.seed,
                               "stages": [s.task.name for s in stages],
                               "benchmarks": general + (["heldout"] if "heldout" in spec.in_domain else []),
-                              "evals": evals},
+                              "evals": evals, **interpolate_report_param(self)},
                       outputs={"report": self.recipe.name}))
         plan = Plan(recipe_name=self.recipe.name, recipe_hash=recipe_hash(self.recipe), steps=self.steps,
                     meta={"stages": [s.task.name for s in stages], "model_ref": self.recipe.model.ref,
@@ -207,7 +210,13 @@ class PlanBuilder:
 
 # Reversed item order and a prime batch size: other batch compositions and padding than the
 # regular evaluation (whose batch size is a power of two in every shipped recipe).
+# `eval.noise_batch_size` (default 7) changes the batch size only: a generation batch costs about
+# the same whatever its size on a CPU, so 7 makes a generative replica ~4x dearer than batch 32.
 NOISE_REPLICATE = {"batch_size": 7, "order": "reversed"}
+
+
+def noise_replicate(spec: Any) -> dict[str, Any]:
+    return {**NOISE_REPLICATE, "batch_size": int(spec.noise_batch_size)}
 
 
 def step_part(bench: str) -> str:

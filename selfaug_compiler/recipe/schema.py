@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from selfaug_compiler.names import NAME_MAX, NAME_PATTERN
 from selfaug_compiler.recipe import schema_train as st
+from selfaug_compiler.recipe.schema_interpolate import InterpolateSpec
 from selfaug_compiler.recipe.schema_loss import LossSpec
 
 SPEED = "speed"
@@ -310,8 +311,9 @@ class EvalSpec(Strict):
     limit: int | None = Field(200, ge=1, le=ROWS_MAX, description="items per benchmark, a fixed subset chosen by seed")
     max_new_tokens: int = Field(256, ge=1, le=TOKENS_MAX)
     seed: Seed = 0
-    noise_floor: bool = Field(False, description="score the base model a second time (reversed order, batch size 7): "
+    noise_floor: bool = Field(False, description="score the base model a second time (reversed order, noise_batch_size): "
                               "the share of items that flip between the two is the noise floor a drop must exceed")
+    noise_batch_size: int = added_field(7, ge=1, le=BATCH_MAX, description="batch size of the noise-floor replica")
     lm_eval: LmEvalSpec = added_field(LmEvalSpec(), description="lm-evaluation-harness benchmarks (lm_eval:TASK or "
                                       "lm_eval:file.yaml in the lists above): include paths and per-task settings")
     packaged: dict[str, PackagedEvalSettings] = added_field({}, description="few-shot and chat-template settings "
@@ -368,6 +370,7 @@ class Recipe(Strict):
     eval: EvalSpec = EvalSpec()
     store: StoreSpec = StoreSpec()
     execution: ExecutionSpec = ExecutionSpec()
+    interpolate: InterpolateSpec | None = added_field(None, description="weight interpolation base<->fine-tuned (recipe/schema_interpolate.py)")
 
     @model_validator(mode="after")
     def _task_or_stages(self) -> "Recipe":

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from selfaug_compiler.report.context import context_lines
+from selfaug_compiler.report.interpolation import interpolation_html
 from selfaug_compiler.report.table import (COMPARE_LEGEND, GOLD_LOSS_MEANING, NOISE_COLUMN, NOISE_MEANING, REPORT_COLUMNS,
                                            compare_cell, fmt, gold_loss_parts, noise_cell, reference_line, report_cells,
                                            row_kind, significance_mark, summary_parts)
@@ -159,6 +160,7 @@ def render_html(report: dict[str, Any]) -> str:
 * p&lt;.05, ** p&lt;.01, *** p&lt;.001. Δ = after − before, in points; rel. change = Δ / before;
 norm. change = Δ / (before − chance), the share of the above-chance ability gained (+) or lost (−).{noise}</p>
 {_gold_loss_html(report)}
+{interpolation_html(report)}
 {body}
 </body></html>
 """

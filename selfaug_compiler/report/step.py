@@ -60,6 +60,17 @@ def _entry(ctx: StepContext, spec: dict[str, Any]) -> EvalEntry:
                      role=spec.get("role", "score"))
 
 
+def _interpolation(ctx: StepContext, report: dict[str, Any], specs: list[dict[str, Any]],
+                   rule: dict[str, Any]) -> dict[str, Any]:
+    from selfaug_compiler.report.interpolation import interpolation_section
+
+    scores: dict[float, dict[str, float | None]] = {}
+    for spec in specs:
+        acc = _entry(ctx, spec).metrics.get("acc")
+        scores.setdefault(float(spec["alpha"]), {})[spec["benchmark"]] = None if acc is None else 100 * float(acc)
+    return interpolation_section(report["benchmarks"], scores, float(rule["max_retention_drop_pts"]))
+
+
 def _evaluated_dtype(entries: list[EvalEntry]) -> str | None:
     """The dtype the fine-tuned model was scored in (evaluate keys models as ``<fingerprint>:<dtype>``)."""
     keys = [str(e.metrics.get("model_key") or "") for e in sorted(entries, key=lambda e: -e.stage)]
@@ -88,6 +99,10 @@ def print_report(report: dict[str, Any], files: dict[str, str] | None = None) ->
     for label, text in context_lines(report):
         console.print(f"{label}: {text}", highlight=False)
     console.print(forgetting_table(report))
+    if report.get("interpolation"):
+        from selfaug_compiler.report.interpolation import interpolation_lines
+
+        console.print("\n".join(interpolation_lines(report["interpolation"])), highlight=False)
     if files:
         console.print(f"report: {files.get('report_html')}  (data: {files.get('report_json')})")
 
@@ -97,12 +112,15 @@ def execute(ctx: StepContext) -> StepResult:
     specs = params.get("evals") or derive_evals(ctx)
     if not specs:
         raise StepFailed(ctx.step.name, "the report step has no evaluation results as input")
-    entries = [_entry(ctx, spec) for spec in specs]
+    alpha_specs = [spec for spec in specs if spec.get("alpha") is not None]  # interpolated models
+    entries = [_entry(ctx, spec) for spec in specs if spec.get("alpha") is None]
     context = run_context(ctx.plan, ctx.step, ctx.store, recipe_dir=ctx.recipe_dir,
                           evaluated_dtype=_evaluated_dtype(entries))
     report = build_report(entries, title=params.get("title", ctx.plan.recipe_name), seed=int(params.get("seed", 0)),
                           meta={"recipe_hash": ctx.plan.recipe_hash, "step_id": ctx.step.id,
                                 "stages": ctx.step.params.get("stages") or [], "context": context})
+    if alpha_specs and params.get("interpolate"):
+        report["interpolation"] = _interpolation(ctx, report, alpha_specs, params["interpolate"])
     files = write_report(report, ctx.work_dir)
     return StepResult(metrics={"summary": report["summary"],
                                "benchmarks": {r["benchmark"]: {k: r.get(k) for k in ("before", "after", "delta",
