@@ -98,3 +98,57 @@ def test_message_lists_and_plain_prompts(tiny):
 
 def test_length_sorted_batches():
     assert length_sorted_batches([3, 9, 1, 9, 5], 2) == [[1, 3], [4, 0], [2]]
+
+
+def _forward_shapes(model):
+    shapes: list[tuple[int, int]] = []
+
+    def record(module, args, kwargs):
+        shapes.append(tuple(kwargs["input_ids"].shape))
+
+    return shapes, model.register_forward_pre_hook(record, with_kwargs=True)
+
+
+def test_refill_keeps_rows_equal_to_alone_and_to_hf_generate(tiny):
+    """Continuous batching: rows stop at different steps, freed slots take the next prompts while
+    others still run, and every row equals its batch-1 run (sampled) and model.generate (greedy)."""
+    import torch
+
+    from selfaug_compiler.generate.engine import encode_prompt
+    from selfaug_compiler.generate.slots import decode_stream
+
+    encoded = [encode_prompt(tiny.tokenizer, p, True) for p in PROMPTS]
+    order = list(range(len(PROMPTS)))
+    seeds = [5, 6, 7, 8, 9, 10, 11, 12]
+
+    def run(params, stops, size, rows=order):
+        got: dict[int, tuple[list[int], str]] = {}
+        decode_stream(tiny, encoded, rows, params, seeds, stops, size, lambda i, ids, r: got.__setitem__(i, (ids, r)))
+        return got
+
+    greedy = SamplingParams(max_new_tokens=12)
+    free_run = run(greedy, set(), 8)
+    stops = {free_run[1][0][2], free_run[2][0][2], free_run[3][0][9]}
+    shapes, hook = _forward_shapes(tiny.model)
+    try:
+        batched = run(greedy, stops, 3)
+    finally:
+        hook.remove()
+    assert len({len(ids) for ids, _ in batched.values()}) > 1  # rows really finish at different steps
+    decode_sizes = [b for b, width in shapes if width == 1]
+    refilled = [k for k in range(1, len(shapes) - 1)
+                if shapes[k][1] > 1 and shapes[k - 1][1] == 1 and shapes[k + 1][0] > shapes[k - 1][0]]
+    assert refilled and max(decode_sizes) == 3  # a prefill joined rows that were still decoding
+    for i in order:
+        assert batched[i] == run(greedy, stops, 1, [i])[i]
+        enc = torch.tensor([encoded[i]])
+        ref = tiny.model.generate(input_ids=enc, attention_mask=torch.ones_like(enc), max_new_tokens=12,
+                                  do_sample=False, eos_token_id=sorted(stops), pad_token_id=0)[0, enc.shape[1]:].tolist()
+        ids, reason = batched[i]
+        assert ref == ids + ([ref[-1]] if reason == "stop" else [])
+    sampled = SamplingParams(temperature=1.0, top_p=0.95, max_new_tokens=12)
+    stops = set(range(0, len(tiny.tokenizer), 15))
+    together = run(sampled, stops, 3)
+    assert len({len(ids) for ids, _ in together.values()}) > 1
+    for i in order:
+        assert together[i] == run(sampled, stops, 1, [i])[i]

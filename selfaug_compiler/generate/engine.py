@@ -1,13 +1,15 @@
 """The batched generation engine.
 
-Prompts are sorted by token length and cut into batches; each batch is left-padded and decoded
-with a KV cache in a small loop written here (not ``model.generate``) so that sampling uses one
-``torch.Generator`` per row: a row's sampled text depends only on its own seed and prompt, never
-on which other prompts share its batch. Finished rows leave the batch (their cache rows are
-dropped), so one long answer does not make the others pay for it.
+Prompts are sorted by token length (longest first) and decoded ``batch_size`` rows at a time with
+a KV cache (a transformers ``DynamicCache``) in a small loop written here (``slots.py``, not
+``model.generate``) so that sampling uses one ``torch.Generator`` per row: a row's sampled text
+depends only on its own seed and prompt, never on which other prompts share its batch.
+Continuous batching: a finished row leaves the batch at once (its cache row is dropped) and its
+slot is refilled with the next prompt (prefilled, then its cache rows joined to the running
+cache, left-padded), so no row waits for the longest answer of a batch.
 
-``on_batch(indices, generations)`` is called after every finished batch with the input indices,
-so a caller can commit each batch (per-batch staging, resume after a crash).
+``on_batch(indices, generations)`` is called after every ``batch_size`` finished rows with their
+input indices, so a caller can commit each batch (per-batch staging, resume after a crash).
 """
 
 from __future__ import annotations
@@ -121,49 +123,6 @@ def _left_pad(batch_ids: list[list[int]], pad_id: int, device: str) -> tuple[Any
     return input_ids.to(device), mask.to(device)
 
 
-def decode_batch(loaded: Any, batch_ids: list[list[int]], params: SamplingParams, seeds: list[int],
-                 stops: set[int]) -> list[tuple[list[int], str]]:
-    """Decode one left-padded batch with a KV cache; returns (new token ids, finish reason) per row."""
-    import torch
-    from transformers import DynamicCache
-
-    model, device = loaded.model, loaded.device
-    pad_id = loaded.tokenizer.pad_token_id if loaded.tokenizer.pad_token_id is not None else 0
-    input_ids, mask = _left_pad(batch_ids, pad_id, device)
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    gens = row_generators(seeds, device)
-    out: list[list[int]] = [[] for _ in batch_ids]
-    reasons = ["length"] * len(batch_ids)
-    active = list(range(len(batch_ids)))
-    cache = DynamicCache()
-    step_ids, step_pos = input_ids, positions
-    with torch.inference_mode():
-        for _ in range(params.max_new_tokens):
-            logits = model(input_ids=step_ids, attention_mask=mask, position_ids=step_pos,
-                           past_key_values=cache, use_cache=True).logits[:, -1, :]
-            tokens = pick_tokens(logits, params, [gens[r] for r in active]).tolist()
-            keep = []
-            for slot, (row, tok) in enumerate(zip(active, tokens)):
-                if tok in stops:
-                    reasons[row] = "stop"
-                    continue
-                out[row].append(tok)
-                keep.append(slot)
-            if len(keep) < len(active):
-                if not keep:
-                    break
-                cache.batch_select_indices(torch.tensor(keep, device=device))
-                mask = mask[keep]
-                positions = positions[keep]
-                active = [active[s] for s in keep]
-                tokens = [tokens[s] for s in keep]
-            step_ids = torch.tensor(tokens, dtype=torch.long, device=device).unsqueeze(-1)
-            positions = positions[:, -1:] + 1
-            step_pos = positions
-            mask = torch.cat([mask, torch.ones((len(active), 1), dtype=mask.dtype, device=device)], dim=-1)
-    return [(ids, reason) for ids, reason in zip(out, reasons)]
-
-
 def length_sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
     """Input indices grouped into batches of similar prompt length (longest first: OOM shows early)."""
     order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
@@ -183,29 +142,41 @@ def generate(
 ) -> list[Generation]:
     """Generate one completion per prompt; results in input order (see the module docstring).
 
-    ``progress``: True shows its own ``progress.Progress`` (label ``generate``), a progress
-    function gets ``(done, total, unit="prompts", note="N tok/s")`` per batch, False nothing.
+    ``batch_size`` rows decode together; ``on_batch`` gets every ``batch_size`` finished rows (the
+    rest at the end). ``progress``: True shows its own ``progress.Progress`` (label ``generate``), a
+    progress function gets ``(done, total, unit="prompts", note="N tok/s")`` per call, False nothing.
     """
+    from selfaug_compiler.generate.slots import decode_stream
+
     if seeds is not None and len(seeds) != len(prompts):
         raise ValueError(f"{len(seeds)} seeds for {len(prompts)} prompts")
     seeds = seeds if seeds is not None else list(range(len(prompts)))
     encoded = [encode_prompt(loaded.tokenizer, p, chat) for p in prompts]
     stops = stop_token_ids(loaded)
     results: list[Generation | None] = [None] * len(prompts)
+    size = max(1, batch_size)
     bar = _Throughput(len(prompts), progress)
+    finished: list[int] = []
+
+    def flush() -> None:
+        done = list(finished)
+        finished.clear()
+        if on_batch is not None:
+            on_batch(done, [results[i] for i in done])
+        bar.advance(len(done), sum(results[i].new_tokens for i in done))
+
+    def on_row(i: int, ids: list[int], reason: str) -> None:
+        results[i] = Generation(text=loaded.tokenizer.decode(ids, skip_special_tokens=True).strip(),
+                                prompt_tokens=len(encoded[i]), new_tokens=len(ids), finish_reason=reason)
+        finished.append(i)
+        if len(finished) >= size:
+            flush()
+
     try:
-        for batch in length_sorted_batches([len(e) for e in encoded], max(1, batch_size)):
-            decoded = decode_batch(loaded, [encoded[i] for i in batch], params, [seeds[i] for i in batch], stops)
-            gens = [
-                Generation(text=loaded.tokenizer.decode(ids, skip_special_tokens=True).strip(),
-                           prompt_tokens=len(encoded[i]), new_tokens=len(ids), finish_reason=reason)
-                for i, (ids, reason) in zip(batch, decoded)
-            ]
-            for i, g in zip(batch, gens):
-                results[i] = g
-            if on_batch is not None:
-                on_batch(list(batch), gens)
-            bar.advance(len(batch), sum(g.new_tokens for g in gens))
+        order = [i for batch in length_sorted_batches([len(e) for e in encoded], size) for i in batch]
+        decode_stream(loaded, encoded, order, params, seeds, stops, size, on_row)
+        if finished:
+            flush()
     finally:
         bar.close()
     return [r for r in results if r is not None]
