@@ -254,7 +254,7 @@ def test_reproduce_commands_work_from_the_repository_root(tmp_path):
         assert paths and all(not p.startswith("..") for p in paths), words
         assert all((ROOT / p).is_file() for p in paths if p.endswith(".yaml")), words
     assert ["studies/demo.yaml"] == [w for w in commands[1] if w.endswith(".yaml")]
-    assert "recipes/lab/sft.yaml --set seed=0 --store .selfaug/lab.duckdb" in block
+    assert "recipes/demo/sft.yaml --set seed=0 --store .selfaug/lab.duckdb" in block
     links = dict(re.findall(r"\| (sft/seed0|s3ft/seed0) \| \[report\.html\]\(([^)]+)\)", text))
     assert (results.parent / links["sft/seed0"]).resolve() == (tmp_path / "sft-0" / "report.html").resolve()
     compare_page = results.parent / re.search(r"\[compare\.html\]\(([^)]+)\)", text).group(1)
