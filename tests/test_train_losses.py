@@ -189,3 +189,11 @@ def test_beta_needs_kind_kl():
     with pytest.raises(ValidationError, match="kind kl"):
         TrainSpec(loss={"kind": "dft", "beta": 0.1})
     assert TrainSpec().loss.kind == "ce"
+
+
+def test_loss_at_its_default_leaves_content_ids_unchanged():
+    from selfaug_compiler.recipe.schema import content_view
+
+    assert "loss" not in content_view(TrainSpec())
+    assert "loss" not in content_view(TrainSpec(loss={"kind": "ce"}))
+    assert content_view(TrainSpec(loss={"kind": "dft"}))["loss"] == {"kind": "dft", "beta": 0.0}
