@@ -75,6 +75,25 @@ def test_fsdp_on_cpu_is_refused_not_run_as_ddp(base, tmp_path):
         run(base, tmp_path / "f", spec(strategy="fsdp"), num_processes=2, launch=launch)
 
 
+@pytest.mark.parametrize("method", ["full", "lora"])
+def test_save_state_checkpoints_resume_exactly(base, tmp_path, monkeypatch, method):
+    """The FSDP/ZeRO checkpoint path (accelerate save_state/load_state), taken under DDP on CPU:
+    stopped after 3 steps and resumed, the run ends where an uninterrupted one does."""
+    monkeypatch.setenv("SELFAUG_TRAIN_SAVE_STATE", "1")
+    lora = {"lora": {"r": 4, "dropout": 0.2}} if method == "lora" else {}
+    train_spec = spec(method=method, epochs=2, save_every_steps=2, **lora)
+    straight = run(base, tmp_path / "straight", train_spec)
+    stopped = run(base, tmp_path / "resumed", train_spec, max_steps=3)
+    assert not stopped.completed
+    saved = tmp_path / "resumed" / "checkpoints" / "step-000003"
+    assert (saved / "accelerate").is_dir() and not (saved / "trainable.safetensors").exists()
+    resumed = run(base, tmp_path / "resumed", train_spec)
+    name = "adapter_model.safetensors" if method == "lora" else "model.safetensors"
+    a, b = weights(straight, name), weights(resumed, name)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=1e-6, rtol=0, msg=key)
+
+
 # ----------------------------------------------------------------------------- CUDA only
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

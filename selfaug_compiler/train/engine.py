@@ -149,10 +149,12 @@ def check_strategy(acc: Any, strategy: str) -> None:
 
 
 def sharded(acc: Any) -> bool:
-    """True under FSDP or DeepSpeed: checkpoints through accelerate's ``save_state`` (sharded)."""
+    """True under FSDP or DeepSpeed: checkpoints through accelerate's ``save_state`` (sharded).
+    ``SELFAUG_TRAIN_SAVE_STATE=1`` takes that path under DDP too (how CPU tests exercise it)."""
     from accelerate.utils import DistributedType
 
-    return acc.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
+    return (acc.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
+            or os.environ.get("SELFAUG_TRAIN_SAVE_STATE") == "1")
 
 
 def full_state_dict(acc: Any, model: Any) -> dict[str, Any] | None:
