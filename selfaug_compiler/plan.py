@@ -25,6 +25,7 @@ IMPL_VERSIONS: dict[str, str] = {
     "train": "train/1",
     "evaluate": "evaluate/1",
     "interpolate": "interpolate/1",  # theta_alpha = (1 - alpha) base + alpha fine-tuned (issue 15.1)
+    "diagnose": "diagnose/1",  # diagnose.kl_to_base: KL(base || fine-tuned) per token (issue 15.3)
     "report": "report/2",  # 2: meta.context (model, recipe, seed, training set by source), signed changes
 }
 

@@ -41,6 +41,7 @@ EXECUTORS: dict[str, str] = {
     "train": "selfaug_compiler.train.step:execute",
     "evaluate": "selfaug_compiler.evaluate.step:execute",
     "interpolate": "selfaug_compiler.train.interpolate_step:execute",
+    "diagnose": "selfaug_compiler.evaluate.kl_step:execute",
     "report": "selfaug_compiler.report.step:execute",
 }
 

@@ -80,6 +80,7 @@ CONTEXT: dict[str, dict[str, Any]] = {
     "execution.generate_batch_size": {"augment": {"method": "sa_sft"}}, "train.loss.beta": {"train.loss.kind": "kl"}, "eval.lm_eval.tasks": {"eval.retention": ["lm_eval:arc_easy"]},
     "eval.lm_eval.include_path": {"eval.retention": ["lm_eval:arc_easy"]},
     "interpolate": {"interpolate": {"alphas": [0.5]}},
+    "diagnose": {"diagnose": {"kl_to_base": True}, "task.split.heldout": 8},
 }
 VARIANTS = {  # union variant -> how the base recipe selects it
     "task.source[FileSource]": {"task.source": {"kind": "file", "path": "data.jsonl"}},

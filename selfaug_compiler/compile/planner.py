@@ -15,6 +15,7 @@ from typing import Any
 
 from selfaug_compiler.compile.fingerprints import model_param, source_fingerprint
 from selfaug_compiler.compile.launch_files import launch_settings
+from selfaug_compiler.compile.plan_diagnose import add_diagnose
 from selfaug_compiler.compile.plan_interpolate import add_interpolation, interpolate_report_param
 from selfaug_compiler.compile.templates import resolve_template, template_hash
 from selfaug_compiler.evaluate.catalog import is_lm_eval
@@ -193,9 +194,11 @@ class PlanBuilder:
                     hsfx = f".{stages[j].task.name}" if continual else ""
                     add_eval(f"eval.after.heldout{hsfx}{sfx}", "heldout", f"heldout{hsfx}",
                              [seen.name, train.name], i + 1, stages[j].task.answer_type)
-        if previous is not None:  # theta_alpha steps and their evals (compile/plan_interpolate.py)
+        diagnose: list[str] = []
+        if previous is not None:  # theta_alpha steps and their evals; KL to base (compile/plan_*.py)
             add_interpolation(self, previous, evals, len(stages))
-        self.add(Step("report", "report", inputs=[e["step"] for e in evals],
+            diagnose = add_diagnose(self, ingests[-1].name, previous, stages[-1].task.split.heldout)
+        self.add(Step("report", "report", inputs=[e["step"] for e in evals] + diagnose,
                       params={"recipe": self.recipe.name, "title": self.recipe.name, "seed": self.recipe.seed,
                               "stages": [s.task.name for s in stages],
                               "benchmarks": general + (["heldout"] if "heldout" in spec.in_domain else []),

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from selfaug_compiler.names import NAME_MAX, NAME_PATTERN
 from selfaug_compiler.recipe import schema_train as st
+from selfaug_compiler.recipe.schema_diagnose import DiagnoseSpec
 from selfaug_compiler.recipe.schema_interpolate import InterpolateSpec
 from selfaug_compiler.recipe.schema_loss import LossSpec
 
@@ -371,6 +372,7 @@ class Recipe(Strict):
     store: StoreSpec = StoreSpec()
     execution: ExecutionSpec = ExecutionSpec()
     interpolate: InterpolateSpec | None = added_field(None, description="weight interpolation base<->fine-tuned (recipe/schema_interpolate.py)")
+    diagnose: DiagnoseSpec | None = added_field(None, description="run diagnostics: KL to base (recipe/schema_diagnose.py)")
 
     @model_validator(mode="after")
     def _task_or_stages(self) -> "Recipe":

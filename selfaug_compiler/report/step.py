@@ -119,6 +119,10 @@ def execute(ctx: StepContext) -> StepResult:
     report = build_report(entries, title=params.get("title", ctx.plan.recipe_name), seed=int(params.get("seed", 0)),
                           meta={"recipe_hash": ctx.plan.recipe_hash, "step_id": ctx.step.id,
                                 "stages": ctx.step.params.get("stages") or [], "context": context})
+    kl = [r.metrics for r in ctx.inputs.values() if "kl_to_base" in r.metrics]  # diagnose.kl_to_base
+    if kl:
+        report["summary"]["kl_to_base"] = kl[0]["kl_to_base"]
+        report["meta"]["kl_to_base"] = kl[0]
     if alpha_specs and params.get("interpolate"):
         report["interpolation"] = _interpolation(ctx, report, alpha_specs, params["interpolate"])
     files = write_report(report, ctx.work_dir)

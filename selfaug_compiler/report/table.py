@@ -72,6 +72,8 @@ def summary_parts(s: dict[str, Any]) -> list[str]:
     if s.get("retention_drops_beyond_noise") is not None:
         parts.append(f"beyond the noise floor {s['retention_drops_beyond_noise']}")
     parts.append(f"in-domain gain {fmt(s.get('in_domain_gain'), signed=True)} pts")
+    if s.get("kl_to_base") is not None:  # diagnose.kl_to_base (evaluate/kl_diag.py)
+        parts.append(f"KL to base {s['kl_to_base']:.4f} nats/token")
     return parts
 
 
