@@ -94,6 +94,29 @@ def test_save_state_checkpoints_resume_exactly(base, tmp_path, monkeypatch, meth
         torch.testing.assert_close(a[key], b[key], atol=1e-6, rtol=0, msg=key)
 
 
+def test_save_state_checkpoints_two_processes_resume_to_the_one_process_result(base, tmp_path, monkeypatch):
+    monkeypatch.setenv("SELFAUG_TRAIN_SAVE_STATE", "1")  # the workers inherit it
+    train_spec = spec(epochs=2, save_every_steps=2)
+    one = run(base, tmp_path / "one", train_spec)
+    stopped = run(base, tmp_path / "two", train_spec, num_processes=2, max_steps=3)
+    assert not stopped.completed
+    saved = tmp_path / "two" / "checkpoints" / "step-000003" / "accelerate"
+    assert sorted(p.name for p in saved.glob("random_states_*")) == ["random_states_0.pkl", "random_states_1.pkl"]
+    two = run(base, tmp_path / "two", train_spec, num_processes=2)
+    assert two.metrics["num_processes"] == 2
+    a, b = weights(one), weights(two)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=0, msg=key)
+
+
+def test_lora_with_the_kl_loss_trains(base, tmp_path):
+    lora = {"r": 4, "dropout": 0.0}
+    outcome = run(base, tmp_path / "k", spec(method="lora", lora=lora, lr=2e-2, epochs=3,
+                                             loss={"kind": "kl", "beta": 0.5}))
+    assert outcome.metrics["loss"] == "kl" and (outcome.model_dir / "adapter_config.json").is_file()
+    assert outcome.metrics["train_loss_last"] < outcome.metrics["train_loss_first"]
+
+
 # ----------------------------------------------------------------------------- CUDA only
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
