@@ -168,6 +168,9 @@ def compare_command(
             console = Console(width=150)
         console.print(reference_line(comparison), highlight=False)
         console.print(compare_table(comparison))
+    from selfaug_compiler.report.frontier import frontier_lines
+
+    print("\n".join(frontier_lines(comparison["frontier"])))
     if html_out is not None:
         print(f"compare.html: {target}")
 

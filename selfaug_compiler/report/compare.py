@@ -122,5 +122,8 @@ def compare_reports(named: list[tuple[str, dict[str, Any]]], *, seed: int = 0, r
         noise = next((r["noise"] for r in rows if r is not None and r.get("noise")), None)
         out.append({"benchmark": bench, "before": before, "noise": noise, "runs": cells})
     files = files or [None] * len(named)
+    from selfaug_compiler.report.frontier import frontier
+
     return {"runs": names, "reference": names[0], "reference_by": reference_by,
-            "report_json": [None if f is None else str(Path(f).resolve()) for f in files], "benchmarks": out}
+            "report_json": [None if f is None else str(Path(f).resolve()) for f in files], "benchmarks": out,
+            "frontier": frontier([(rep.get("title") or name, rep) for name, rep in named])}  # seeds of a recipe: one arm

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from selfaug_compiler.report.context import context_lines
+from selfaug_compiler.report.frontier import report_frontier
 from selfaug_compiler.report.interpolation import interpolation_html
 from selfaug_compiler.report.table import (COMPARE_LEGEND, GOLD_LOSS_MEANING, NOISE_COLUMN, NOISE_MEANING, REPORT_COLUMNS,
                                            compare_cell, fmt, gold_loss_parts, noise_cell, reference_line, report_cells,
@@ -161,9 +162,20 @@ def render_html(report: dict[str, Any]) -> str:
 norm. change = Δ / (before − chance), the share of the above-chance ability gained (+) or lost (−).{noise}</p>
 {_gold_loss_html(report)}
 {interpolation_html(report)}
+{frontier_html(report_frontier(report))}
 {body}
 </body></html>
 """
+
+
+def frontier_html(data: dict[str, Any] | None) -> str:
+    """The frontier picture (report/frontier.py) as an embedded PNG, when it has two points or more."""
+    if not data or len(data.get("means") or []) < 2:
+        return ""
+    from selfaug_compiler.report.frontier import frontier_figure
+
+    return (f"<h2>Learning vs forgetting</h2><img alt='frontier' src='data:image/png;base64,"
+            f"{_png(frontier_figure(data))}'>")
 
 
 def render_compare_html(comparison: dict[str, Any], out_path: Path) -> str:
@@ -195,5 +207,6 @@ def render_compare_html(comparison: dict[str, Any], out_path: Path) -> str:
 <p>Each run's own report:</p><ul>{''.join(links)}</ul>
 {chr(10).join(table)}
 <p>{html.escape(COMPARE_LEGEND)}{noise}</p>
+{frontier_html(comparison.get("frontier"))}
 </body></html>
 """
