@@ -65,3 +65,35 @@ def test_compare_json_lists_frontier_points_and_html_draws_it(tmp_path: Path, ca
     assert len(out["frontier"]["points"]) == 3
     page = (tmp_path / "compare.html").read_text()
     assert "Learning vs forgetting" in page and "data:image/png;base64," in page
+
+
+def test_spearman_matches_a_hand_computation_with_ties() -> None:
+    from selfaug_compiler.study.results import spearman
+
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    from scipy.stats import spearmanr
+
+    xs, ys = [0.1, 0.5, 0.5, 0.9, 0.2, 0.7], [3.0, 1.0, 5.0, 8.0, 1.0, 2.0]  # ties on both sides
+    assert spearman(xs, ys) == pytest.approx(spearmanr(xs, ys).statistic, rel=1e-12)
+    assert spearman([1, 2], [1, 2]) is None and spearman([1, 1, 1], [1, 2, 3]) is None
+
+
+def test_study_frontier_section_has_png_table_and_kl_correlation(tmp_path: Path) -> None:
+    from selfaug_compiler.study.frontier_md import frontier_section
+
+    runs = []
+    for arm, seed, gain, ret, kl in [("sft", 1, 20.0, -10.0, 0.30), ("sft", 2, 22.0, -12.0, 0.35),
+                                     ("s3ft", 1, 10.0, -1.0, 0.05), ("s3ft", 2, 9.0, -2.0, 0.08),
+                                     ("kl", 1, 8.0, -6.0, 0.2)]:
+        rep = _report(arm, seed, gain, ret, {0.5: (gain / 2, ret / 4)} if arm == "sft" else None)
+        rep["summary"]["kl_to_base"] = kl
+        runs.append((arm, rep))
+    text = frontier_section(runs, tmp_path / "figs", tmp_path)
+    assert (tmp_path / "figs" / "frontier.png").stat().st_size > 1000
+    assert "![learning vs forgetting](figs/frontier.png)" in text
+    assert "| **sft** | 2 | +21.0 | -11.0 | 0.3250 | ★ |" in text
+    assert "| **s3ft** | 2 | +9.5 | -1.5 | 0.0650 | ★ |" in text
+    assert "| **sft a=0.5** | 2 | +10.5 | -2.8 | – | ★ |" in text
+    assert "| kl | 1 | +8.0 | -6.0 | 0.2000 |  |" in text  # dominated by sft a=0.5 and s3ft
+    assert "across 5 runs (arms × seeds): Spearman ρ = +1.00" in text  # KL order = drop order

@@ -12,6 +12,7 @@ from selfaug_compiler.report.compare import compare_reports
 from selfaug_compiler.report.html import render_compare_html
 from selfaug_compiler.report.table import NOISE_MEANING, compare_markdown
 from selfaug_compiler.study import markdown as md
+from selfaug_compiler.study.frontier_md import frontier_section
 from selfaug_compiler.study.plots import continual_plot, delta_plot
 from selfaug_compiler.study.results import arm_results, benchmark_order, noise_rows
 from selfaug_compiler.study.run import StudyRun
@@ -46,6 +47,7 @@ def results_section(study: Study, runs: list[StudyRun], results_path: Path, stud
         out.append(md.methods_table(arms, benches, spec.reference))
         plot = delta_plot(arms, [b for b, _ in benches], figures / "deltas.png")
         out.append(f"\n![Δ per benchmark and arm]({_rel(plot, results_path.parent)})\n")
+        out.append(frontier_section([(r.key.label, r.report()) for r in single], figures, results_path.parent))
     out.append(_arm_notes(study))
 
     comparison = first_seed_comparison(study, single)

@@ -107,3 +107,38 @@ def _vs_reference(row: dict[str, Any] | None, ref_row: dict[str, Any] | None, se
 def noise_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     """The noise floor each benchmark of a report measured (base model scored twice)."""
     return [{"benchmark": r["benchmark"], **r["noise"]} for r in report["benchmarks"] if r.get("noise")]
+
+
+def _ranks(values: list[float]) -> list[float]:
+    """Ranks 1..n, ties sharing their mean rank."""
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    ranks = [0.0] * len(values)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    return ranks
+
+
+def spearman(xs: list[float], ys: list[float]) -> float | None:
+    """Spearman's rank correlation (Pearson on tie-averaged ranks); None under 3 pairs or a constant side."""
+    if len(xs) != len(ys) or len(xs) < 3:
+        return None
+    rx, ry = _ranks(xs), _ranks(ys)
+    mx, my = sum(rx) / len(rx), sum(ry) / len(ry)
+    sxy = sum((a - mx) * (b - my) for a, b in zip(rx, ry))
+    sxx, syy = sum((a - mx) ** 2 for a in rx), sum((b - my) ** 2 for b in ry)
+    return None if sxx == 0 or syy == 0 else sxy / (sxx * syy) ** 0.5
+
+
+def kl_retention_correlation(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """Across every run (arms x seeds) that measured ``summary.kl_to_base``: Spearman's rho between
+    the KL to the base model and the retention drop (- retention mean change): positive when runs
+    that moved further from the base forgot more (RL's Razor)."""
+    pairs = [(s["kl_to_base"], -s["retention_mean_delta"]) for s in (r.get("summary") or {} for r in reports)
+             if s.get("kl_to_base") is not None and s.get("retention_mean_delta") is not None]
+    return {"n": len(pairs), "rho": spearman([p[0] for p in pairs], [p[1] for p in pairs])}
