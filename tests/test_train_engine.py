@@ -117,6 +117,19 @@ def test_lora_with_the_kl_loss_trains(base, tmp_path):
     assert outcome.metrics["train_loss_last"] < outcome.metrics["train_loss_first"]
 
 
+def test_the_fsdp_loading_path_gives_the_load_model_result(base):
+    """Under FSDP the engine loads with from_pretrained and leaves placement to accelerate."""
+    from selfaug_compiler.models.loading import load_model
+    from selfaug_compiler.train.engine import from_pretrained
+    from selfaug_compiler.train.job import TrainJob
+
+    job = TrainJob(base=str(base), spec={}, out_dir="unused")
+    direct, reference = from_pretrained(job, torch.bfloat16), load_model(str(base), dtype="bfloat16", device="cpu")
+    assert direct.fingerprint == reference.fingerprint and direct.tokenizer.pad_token == reference.tokenizer.pad_token
+    a, b = direct.model.state_dict(), reference.model.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) and a[k].dtype == torch.bfloat16 for k in a)
+
+
 # ----------------------------------------------------------------------------- CUDA only
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -62,16 +62,21 @@ def weight_dtype(spec: Any, device_type: str) -> Any:
 
 
 def load_for_training(job: Any, spec: Any, device: Any, compute_dtype: Any) -> Any:
-    """``LoadedModel`` with weights in ``train.weight_dtype`` (NF4 base under QLoRA)."""
+    """``LoadedModel`` with weights in ``train.weight_dtype`` (NF4 base under QLoRA). Under FSDP
+    the model stays where transformers loads it (CPU on local rank 0, the meta device on the
+    others with ``fsdp_cpu_ram_efficient_loading``): accelerate's ``prepare`` shards it, moves it
+    to the device and broadcasts rank 0's weights."""
     from selfaug_compiler.models.loading import load_model
 
     dtype = weight_dtype(spec, device.type)
-    if not (spec.method == "lora" and spec.lora.load_in_4bit):
+    if spec.method == "lora" and spec.lora.load_in_4bit:
+        loaded = _load_4bit(job, device, compute_dtype)
+    elif os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true":
+        loaded = from_pretrained(job, dtype)
+    else:
         loaded = load_model(job.base, revision=job.base_revision, dtype=str(dtype).replace("torch.", ""),
                             device=str(device), trust_remote_code=job.trust_remote_code,
                             chat_template=job.chat_template)
-    else:
-        loaded = _load_4bit(job, device, compute_dtype)
     if spec.gradient_checkpointing and os.environ.get("FSDP_ACTIVATION_CHECKPOINTING", "").lower() != "true":
         # (under FSDP, accelerate's fsdp_activation_checkpointing from the compiled config does it)
         model = loaded.model
@@ -84,6 +89,29 @@ def load_for_training(job: Any, spec: Any, device: Any, compute_dtype: Any) -> A
     return loaded
 
 
+def from_pretrained(job: Any, dtype: Any, **kwargs: Any) -> Any:
+    """``LoadedModel`` straight from ``from_pretrained`` (no move to a device; ``kwargs`` such as
+    ``quantization_config``/``device_map`` passed on), tokenizer and fingerprint as ``load_model``."""
+    from transformers import AutoModelForCausalLM
+
+    from selfaug_compiler.models.fingerprint import folder_fingerprint
+    from selfaug_compiler.models.loading import LoadedModel, load_tokenizer, model_folder
+
+    parsed, folder = model_folder(job.base, revision=job.base_revision)
+    if isinstance(folder, Path) and (folder / "adapter_config.json").is_file():
+        raise StepFailed("train", f"the base {job.base} is a LoRA adapter; under FSDP or QLoRA the base must be "
+                         "a full model folder", hint="train the earlier stage with method full, or merge the "
+                         "adapter into its base and point model.ref at the merged folder")
+    revision = job.base_revision if parsed.kind == "hub" else None
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, revision=revision,
+                                                 trust_remote_code=job.trust_remote_code, **kwargs)
+    tokenizer = load_tokenizer(folder, trust_remote_code=job.trust_remote_code, chat_template=job.chat_template,
+                               revision=revision)
+    fingerprint = folder_fingerprint(folder) if isinstance(folder, Path) else f"hub:{folder}@{job.base_revision or 'main'}"
+    return LoadedModel(model, tokenizer, str(parsed), fingerprint, str(model.device), dtype,
+                       folder if isinstance(folder, Path) else None)
+
+
 def _load_4bit(job: Any, device: Any, compute_dtype: Any) -> Any:
     import torch
 
@@ -91,25 +119,14 @@ def _load_4bit(job: Any, device: Any, compute_dtype: Any) -> Any:
         raise StepFailed("train", "train.lora.load_in_4bit (QLoRA) needs a CUDA device (bitsandbytes NF4)",
                          hint="set train.lora.load_in_4bit: false, or run on a CUDA machine")
     from peft import prepare_model_for_kbit_training
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
-
-    from selfaug_compiler.models.fingerprint import folder_fingerprint
-    from selfaug_compiler.models.loading import LoadedModel, load_tokenizer, model_folder
+    from transformers import BitsAndBytesConfig
 
     compute = compute_dtype if compute_dtype in (torch.bfloat16, torch.float16) else torch.float32
     quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                                bnb_4bit_compute_dtype=compute)
-    parsed, folder = model_folder(job.base, revision=job.base_revision)
-    revision = job.base_revision if parsed.kind == "hub" else None
-    model = AutoModelForCausalLM.from_pretrained(folder, quantization_config=quant, dtype=compute,
-                                                 device_map={"": device}, revision=revision,
-                                                 trust_remote_code=job.trust_remote_code)
-    model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-    tokenizer = load_tokenizer(folder, trust_remote_code=job.trust_remote_code, chat_template=job.chat_template,
-                               revision=revision)
-    fingerprint = folder_fingerprint(folder) if isinstance(folder, Path) else f"hub:{folder}@{job.base_revision or 'main'}"
-    return LoadedModel(model, tokenizer, str(parsed), fingerprint, str(device), compute,
-                       folder if isinstance(folder, Path) else None)
+    loaded = from_pretrained(job, compute, quantization_config=quant, device_map={"": device})
+    loaded.model = prepare_model_for_kbit_training(loaded.model, use_gradient_checkpointing=False)
+    return loaded
 
 
 def build_optimizer(model: Any, spec: Any) -> Any:
