@@ -65,6 +65,9 @@ class StepContext:
     # Long loops report ``progress(done, total, phase, unit=..., note=...)`` (see progress.py);
     # the runner gives each step a ``Progress`` that draws a bar or prints periodic lines.
     progress: ProgressFn = no_progress
+    # ``selfaug run --shard i/n``: a ``generate.shards.Shard``; generate steps then stage only
+    # their shard's rows in files under ``work_dir`` and commit nothing (generate/shards.py).
+    shard: Any = None
 
     def input(self, name: str) -> StepResult:
         return self.inputs[name]

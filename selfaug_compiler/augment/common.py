@@ -118,7 +118,14 @@ def provenance(loaded: Any, *, step_id: str, template_hash: str | None, sampling
 
 
 def pending(ctx: StepContext, items: list[WorkItem]) -> tuple[list[WorkItem], int]:
-    """Items not yet staged by an earlier (interrupted) attempt of this step, and how many were."""
+    """Items not yet staged by an earlier (interrupted) attempt of this step, and how many were.
+    Under ``--shard`` only the shard's items, staged in its own files (``generate/shards.py``)."""
+    if ctx.shard is not None:
+        from selfaug_compiler.generate import shards
+
+        mine = [it for it in items if ctx.shard.owns(it.key)]
+        done = shards.staged_keys(ctx.work_dir, ctx.shard)
+        return [it for it in mine if it.key not in done], len(mine) - sum(it.key not in done for it in mine)
     done = set(ctx.store.staged(ctx.step.id)["key"].to_pylist())
     return [it for it in items if it.key not in done], len(done)
 
@@ -131,18 +138,24 @@ def generate_staged(ctx: StepContext, loaded: Any, items: list[WorkItem], sampli
     todo, already = pending(ctx, items)
     params = SamplingParams(**{k: sampling[k] for k in ("temperature", "top_p", "max_new_tokens") if k in sampling})
     stats = {"resumed_rows": already, "generated_rows": 0, "generated_tokens": 0}
+    total = len(todo) + already
     started = time.perf_counter()
 
     def stage_batch(indices: list[int], gens: list[Any]) -> None:
         rows = [to_row(todo[i], g) for i, g in zip(indices, gens)]
-        ctx.store.stage(ctx.step.id, rows)
+        if ctx.shard is not None:
+            from selfaug_compiler.generate.shards import stage_part
+
+            stage_part(ctx.work_dir, ctx.shard, rows)
+        else:
+            ctx.store.stage(ctx.step.id, rows)
         stats["generated_rows"] += len(rows)
         stats["generated_tokens"] += sum(g.new_tokens for g in gens)
         rate = stats["generated_tokens"] / max(1e-9, time.perf_counter() - started)
-        ctx.progress(already + stats["generated_rows"], len(items), unit="rows", note=f"{rate:.1f} tok/s")
+        ctx.progress(already + stats["generated_rows"], total, unit="rows", note=f"{rate:.1f} tok/s")
 
     if todo:
-        ctx.progress(already, len(items), unit="rows")
+        ctx.progress(already, total, unit="rows")
         generate(loaded, [it.prompt for it in todo], params, seeds=[it.seed for it in todo],
                  batch_size=int(ctx.step.speed.get("batch_size", ctx.step.speed.get("generate_batch_size", 16))),
                  chat=chat, on_batch=stage_batch, progress=False)

@@ -42,7 +42,19 @@ def execute_generate(ctx: StepContext) -> StepResult:
                "paraphrase": _generate_answers, "rewrite": _generate_answers}
     if purpose not in runners:
         raise StepFailed(ctx.step.name, f"unknown generate purpose {purpose!r}")
+    if ctx.shard is None:
+        from selfaug_compiler.generate.shards import collect
+
+        sharded = collect(ctx.work_dir, ctx.step.name)  # the coordinator: every shard staged its rows
+        if sharded is not None:
+            return C.commit_rows(ctx, sharded, from_stage=False, metrics={"sharded_rows": len(sharded)},
+                                 message=f"generate {purpose} (shards)")
     stats = runners[purpose](ctx)
+    if ctx.shard is not None:
+        from selfaug_compiler.generate.shards import mark_done
+
+        mark_done(ctx.work_dir, ctx.shard, stats["resumed_rows"] + stats["generated_rows"])
+        return StepResult(metrics={**stats, "shard": str(ctx.shard)})
     return C.commit_rows(ctx, None, from_stage=True, metrics=stats, message=f"generate {purpose}")
 
 
@@ -64,9 +76,11 @@ def _generate_answers(ctx: StepContext) -> dict[str, Any]:
         items = sdft.rewrite_items(task_rows, template, ctx.recipe_dir, seed)
     source = {"self_answer": "self", "paraphrase": "paraphrase", "rewrite": "rewrite"}[purpose]
     sampling = _sampling(params)
-    todo, _ = C.pending(ctx, items)
+    todo, already = C.pending(ctx, items)
+    if ctx.shard is not None:
+        ctx.store.close()  # a shard reads its inputs, then holds no store connection while it generates
     if not todo:
-        return {"resumed_rows": len(items), "generated_rows": 0, "generated_tokens": 0}
+        return {"resumed_rows": already, "generated_rows": 0, "generated_tokens": 0}
     loaded = C.load_step_model(ctx)
     to_row = lambda item, gen: s3ft.generated_row(item, gen, source=source, loaded=loaded, step_id=ctx.step.id,  # noqa: E731
                                                   template_hash=thash, sampling=sampling)

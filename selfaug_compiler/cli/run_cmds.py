@@ -48,6 +48,9 @@ def run_command(
     force: list[str] = typer.Option([], "--force", help="re-run these steps even if cached"),
     allow_outside: bool = typer.Option(False, "--allow-outside-paths", help="let the recipe name files outside its "
                                        "project (absolute paths, `..`); only for recipes you trust"),
+    shard: Optional[str] = typer.Option(None, "--shard", help="i/n (from 0) or slurm ($SLURM_ARRAY_TASK_ID/COUNT): "
+                                        "generate only shard i of each generate step's rows into files; "
+                                        "a later run without --shard commits them"),
 ) -> None:
     """Execute a plan step by step; a second run of a finished recipe does no model work."""
     from selfaug_compiler.recipe.paths import allow_outside_paths
@@ -61,6 +64,12 @@ def run_command(
     steps = select_steps(plan, only or None, until or None)
     typer.echo(store_line(store_path, store_source(store, recipe_store)))
     runner = Runner(plan, store_path=store_path, recipe_dir=recipe_dir, echo=typer.echo, force=force)
+    if shard is not None and not dry_run:
+        from selfaug_compiler.generate.shards import parse_shard
+        from selfaug_compiler.shard_run import run_shard
+
+        run_shard(runner, steps, parse_shard(shard))
+        return
     if dry_run:
         outcomes = runner.status(steps)
         for outcome in outcomes:
