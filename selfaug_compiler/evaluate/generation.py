@@ -61,6 +61,11 @@ def judge(answer_type: str, output: str, item: GenItem) -> dict[str, Any]:
 
         pred = extract_label(output, list(item.extra.get("labels") or [item.answer]))
         return {"acc": float(pred is not None and pred.lower() == item.answer.lower()), "pred": pred}
+    if answer_type == "qa":  # evaluate/qa.py: the reply contains the gold or an alias (normalized)
+        from selfaug_compiler.evaluate.qa import matched_alias
+
+        pred = matched_alias(output, list(item.extra.get("aliases") or [item.answer]))
+        return {"acc": float(pred is not None), "pred": pred}
     ok = _normalize_text(output) == _normalize_text(item.answer)
     return {"acc": float(ok), "pred": None}
 

@@ -24,7 +24,7 @@ from selfaug_compiler.evaluate.items import GenItem, Item, MCItem
 
 FORMAT_VERSION = "selfaug-bench/1"
 MC_SCORER = "loglik/lm_eval-0.4"
-ANSWER_TYPES = ("number", "code", "text", "choice")
+ANSWER_TYPES = ("number", "code", "text", "choice", "qa")
 
 
 @dataclass

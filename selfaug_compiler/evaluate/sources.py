@@ -18,6 +18,7 @@ import re
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from selfaug_compiler.evaluate import qa
 from selfaug_compiler.evaluate.catalog import BENCHMARKS, package_dir
 from selfaug_compiler.evaluate.items import GenItem, Item, MCItem
 
@@ -246,6 +247,8 @@ BUILDERS: dict[str, Callable[[], list[Item]]] = {
     "gsm8k": gsm8k,
     "mbpp": mbpp,
     "humaneval": humaneval,
+    "qa_closed": qa.qa_closed,  # evaluate/qa.py
+    "qa_open_book": qa.qa_open_book,
 }
 
 # name -> (builder, type, answer_type, distribution holding the data), from the catalog
