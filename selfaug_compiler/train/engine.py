@@ -149,12 +149,13 @@ def build_optimizer(model: Any, spec: Any) -> Any:
     return torch.optim.AdamW(groups, lr=spec.lr)
 
 
-def check_strategy(acc: Any, strategy: str) -> None:
+def check_strategy(acc: Any, spec: Any) -> None:
     """Refuse to run a strategy accelerate did not set up (never train DDP when FSDP was asked for).
     accelerate 1.15 applies its FSDP and DeepSpeed plugins only on accelerator devices: on CPU
     (``use_cpu``, MULTI_CPU) it leaves them out, although torch's FSDP2 itself runs on gloo."""
     from accelerate.utils import DistributedType
 
+    strategy = spec.strategy
     wanted = {"fsdp": DistributedType.FSDP, "zero2": DistributedType.DEEPSPEED,
               "zero3": DistributedType.DEEPSPEED}.get(strategy)
     if wanted is not None and acc.distributed_type != wanted:
@@ -163,6 +164,11 @@ def check_strategy(acc: Any, strategy: str) -> None:
                          "DeepSpeed on CUDA devices only",
                          hint="use train.strategy: ddp on CPU, or launch through the compiled train_launch.sh "
                               "on GPUs")
+    if wanted is not None and spec.loss.kind == "kl" and spec.loss.beta and spec.method != "lora":
+        # the frozen reference copy is neither sharded nor loaded the way FSDP/ZeRO load the model
+        raise StepFailed("train", f"train.loss kind kl with method {spec.method} needs a frozen copy of the base "
+                         f"model beside it, which the engine does not shard under train.strategy {strategy}",
+                         hint="use method lora (its base is the same module, adapters off), or strategy ddp")
 
 
 def sharded(acc: Any) -> bool:

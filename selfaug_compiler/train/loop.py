@@ -73,10 +73,12 @@ class Trainer:
         self.compute_dtype = (self.weight_dtype if self.weight_dtype != torch.float32
                               else resolve_dtype(job.dtype, device_type))
         self.acc = engine.make_accelerator(device == "cpu", self.compute_dtype)
+        engine.check_strategy(self.acc, self.spec)  # before loading anything
         self.rank, self.main = self.acc.process_index, self.acc.is_main_process
         loaded = engine.load_for_training(job, self.spec, self.acc.device, self.compute_dtype)
         self.tokenizer, self.base_fingerprint = loaded.tokenizer, loaded.fingerprint
-        self.examples, self.stats = format_rows(self.tokenizer, rows, self.spec.max_length)
+        self.examples, self.stats = format_rows(self.tokenizer, rows, self.spec.max_length,
+                                                self.spec.assistant_turns)
         self.blocks = pack_examples(self.examples, self.spec.max_length) if self.spec.packing else self.examples
         self.plan = plan_batches(len(self.blocks), self.spec, job.micro_batch_size, self.acc.num_processes)
         torch.manual_seed(job.seed)  # LoRA initialisation
@@ -195,7 +197,6 @@ class Trainer:
     def run(self) -> TrainOutcome:
         from accelerate.utils import DistributedType
 
-        engine.check_strategy(self.acc, self.spec.strategy)
         self.deepspeed = self.acc.distributed_type == DistributedType.DEEPSPEED
         self.ddp, self.optimizer, self.scheduler = self.acc.prepare(self.model, self.optimizer, self.scheduler)
         if engine.sharded(self.acc):  # the prepared (sharded) module is the one that trains
