@@ -97,15 +97,23 @@ def import_(ctx: typer.Context, file: Annotated[str, typer.Argument(help="FILE o
             message: Annotated[Optional[str], typer.Option("--message", "-m")] = None,
             encoding: Annotated[str, typer.Option("--encoding", help="text encoding of a jsonl/json/csv file, "
                                                   "e.g. latin-1, cp1252, utf-16")] = "utf-8",
+            shape: Annotated[str, typer.Option("--shape", help="input shape: auto, prompt_response, "
+                                               "prompt_completion, alpaca, messages, sharegpt")] = "auto",
             store: StoreOpt = None, fmt: FormatOpt = "text") -> None:
     """Import a file (jsonl, json, csv, parquet, HF folder) or packaged:NAME as a new version."""
+    from selfaug_compiler.data.shapes import FORMATS
     from selfaug_compiler.data.sources import SourceSpec, check_encoding, load_rows, parse_mapping
     from selfaug_compiler.store.versions import check_name
 
     _fmt(fmt)
     check_name(dataset)
-    spec = SourceSpec(file, encoding=check_encoding(encoding, "--encoding"))
-    rows = load_rows(spec, parse_mapping(map_), key)  # parse before locking the store
+    if shape not in FORMATS:
+        raise SelfaugError(f"unknown input shape {shape!r}", field="--shape", expected=", ".join(FORMATS), found=shape)
+    mapping = parse_mapping(map_)
+    if shape == "auto" and ({"prompt", "response"} & set(mapping)):
+        shape = "prompt_response"  # columns mapped by hand: read them as mapped
+    spec = SourceSpec(file, encoding=check_encoding(encoding, "--encoding"), format=shape, format_option="--shape")
+    rows = load_rows(spec, mapping, key)  # parse before locking the store
     with _open(ctx, store, read_only=False) as s:
         before = s.con.execute("SELECT count(*) FROM versions WHERE dataset = ?", [dataset]).fetchall()[0][0]
         v = s.commit(dataset, rows, message=message or f"import {file}")
@@ -195,14 +203,27 @@ def _clip(value: Any, width: int = 60) -> str:
 
 @data_app.command("export")
 def export(ctx: typer.Context, ref: str, output: Annotated[Path, typer.Option("-o", "--output")],
+           format_: Annotated[Optional[str], typer.Option("--format", help="rows (default: the stored rows), or "
+                              "the conversations the train step sees: messages, trl, sharegpt, alpaca")] = None,
+           system_prompt: Annotated[Optional[str], typer.Option("--system-prompt", help="with --format: the system "
+                                    "prompt (default: the one of the recorded train step that read this version)")] = None,
            store: StoreOpt = None) -> None:
     """Write a version to a parquet or jsonl file (by extension), atomically."""
+    from selfaug_compiler.data.export import EXPORT_FORMATS, export_table, system_prompt_for
+
     suffix = output.name.lower()
     if not suffix.endswith((".parquet", ".jsonl")):
         raise SelfaugError(f"cannot export to {output}", field="-o", expected="a .parquet or .jsonl file")
+    if format_ not in (None, "rows", *EXPORT_FORMATS):
+        raise SelfaugError(f"unknown export format {format_!r}", field="--format",
+                           expected="rows, " + ", ".join(EXPORT_FORMATS))
     with _open(ctx, store, read_only=True) as s:
         v = s.resolve(ref)
         table = s.read(v)
+        if format_ not in (None, "rows") and system_prompt is None:
+            system_prompt = system_prompt_for(s.con, v.step_id)
+    if format_ not in (None, "rows"):
+        table = export_table(table, format_, system_prompt)
     _write_atomically(table, output)
     print(f"wrote {v.n_rows} rows of {v.dataset}@{v.seq} ({v.short_id}) to {output}")
 

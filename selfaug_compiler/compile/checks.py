@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from selfaug_compiler.compile import data_sample, length_checks, model_checks
+from selfaug_compiler.compile import data_sample, length_checks, model_checks, shape_checks
 from selfaug_compiler.compile.data_sample import SourceRows
 from selfaug_compiler.compile.budget import StageData, estimate_budget, split_rows
 from selfaug_compiler.compile.benchmark_checks import check_benchmarks
@@ -94,6 +94,9 @@ class Checker:
         for i, stage in enumerate(stages):
             source = self.check_source(stage.task.source, stage.task.fields, self.task_path(i))
             rows = source.sample if source else []
+            shape_checks.check_task_shape(self, stage.task, source.rows if source else [], self.task_path(i),
+                                          self.loaded.base_dir / stage.task.source.path
+                                          if isinstance(stage.task.source, FileSource) else None)
             self.report.samples[stage.task.name] = rows
             self.check_split(stage, i, source)
             replay = self.check_augment(stage, i, rows)
@@ -161,7 +164,7 @@ class Checker:
     def _check_fields(self, rows: list[dict[str, Any]], fields: FieldMap, at: tuple[Any, ...]) -> None:
         columns = sorted({k for r in rows for k in r})
         allowed = set(columns)
-        for role in ("prompt", "response", "id"):
+        for role in ("prompt", "response", "id") if shape_checks.fields_apply(fields, columns) else ("id",):
             name = getattr(fields, role)
             if name is None or name in allowed:
                 continue

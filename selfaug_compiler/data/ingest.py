@@ -1,7 +1,8 @@
 """The ``ingest`` step: task data -> gold rows -> a fixed, seeded train/held-out split.
 
 params["task"] is the TaskSpec content view (recipe/schema.py): ``source``, ``fields``,
-``split``, ``answer_type``, ``name``. Both versions are committed with ``step_id=ctx.step.id``;
+``split``, ``answer_type``, ``name``, ``format`` (data/shapes.py; absent: auto). Conversation rows
+(``messages``) take their gold from the last assistant turn and their key from the conversation. Both versions are committed with ``step_id=ctx.step.id``;
 a step whose versions already exist returns them without reading the source again.
 """
 
@@ -13,6 +14,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from selfaug_compiler.data.shapes import target_text
 from selfaug_compiler.data.sources import SourceSpec, load_rows
 from selfaug_compiler.errors import SelfaugError
 from selfaug_compiler.plan import sha256_hex
@@ -34,17 +36,17 @@ def final_number(text: str | None) -> str | None:
     return found[:-2] if found.endswith(".0") else found
 
 
-def _source_spec(ctx: StepContext, source: dict[str, Any]) -> SourceSpec:
+def _source_spec(ctx: StepContext, source: dict[str, Any], fmt: str = "auto") -> SourceSpec:
     kind = source.get("kind")
     if kind == "packaged":
-        return SourceSpec(f"packaged:{source['name']}")
+        return SourceSpec(f"packaged:{source['name']}", format=fmt, format_option="task.format")
     if kind == "file":
         return SourceSpec(str(ctx.resolve_path(source["path"])), encoding=source.get("encoding", "utf-8"),
-                          encoding_option="task.source.encoding")
+                          encoding_option="task.source.encoding", format=fmt, format_option="task.format")
     if kind == "hf":
         local = ctx.resolve_path(source["path"])
         if local.is_dir():
-            return SourceSpec(str(local), split=source.get("split"))
+            return SourceSpec(str(local), split=source.get("split"), format=fmt, format_option="task.format")
         raise SelfaugError(f"HF dataset {source['path']!r} is not a local folder saved with save_to_disk",
                            field="task.source.path",
                            hint="the Hub cannot be reached here: save the dataset with save_to_disk and give its folder")
@@ -54,7 +56,9 @@ def _source_spec(ctx: StepContext, source: dict[str, Any]) -> SourceSpec:
 def _with_gold(rows: pa.Table, answer_type: str) -> pa.Table:
     """Put the gold answer into meta (for numeric tasks: the final number of the response)."""
     metas = []
-    for meta, response in zip(rows["meta"].to_pylist(), rows["response"].to_pylist()):
+    targets = [target_text({"response": r, "messages": m})
+               for r, m in zip(rows["response"].to_pylist(), rows["messages"].to_pylist())]
+    for meta, response in zip(rows["meta"].to_pylist(), targets):
         data = json.loads(meta) if meta else {}
         data["gold"] = final_number(response) if answer_type == "number" else response
         metas.append(json.dumps(data, sort_keys=True, ensure_ascii=False))
@@ -62,11 +66,12 @@ def _with_gold(rows: pa.Table, answer_type: str) -> pa.Table:
 
 
 def _fill_keys(rows: pa.Table) -> pa.Table:
-    """Keys for rows without one: sha256 of the prompt (as the store would), needed to split."""
+    """Keys for rows without one: sha256 of the prompt, or of the conversation's JSON when there
+    is no prompt (as the store would), needed to split."""
     keys = rows["key"].to_pylist()
     if None not in keys:
         return rows
-    prompts = rows["prompt"].to_pylist()
+    prompts = [p if p is not None else m for p, m in zip(rows["prompt"].to_pylist(), rows["messages"].to_pylist())]
     filled = [k if k is not None else sha256_hex(p or "") for k, p in zip(keys, prompts)]
     return rows.set_column(rows.schema.get_field_index("key"), "key", pa.array(filled, pa.string()))
 
@@ -92,7 +97,10 @@ def execute(ctx: StepContext) -> StepResult:
         return _result(cached, cached_hit=True)
     fields = task.get("fields") or {}
     mapping = {"prompt": fields.get("prompt", "question"), "response": fields.get("response", "answer")}
-    rows = load_rows(_source_spec(ctx, task["source"]), mapping, fields.get("id"))
+    fmt = task.get("format", "auto")
+    if fmt == "auto" and mapping != {"prompt": "question", "response": "answer"}:
+        fmt = "prompt_response"  # fields named in the recipe: read them as they say
+    rows = load_rows(_source_spec(ctx, task["source"], fmt), mapping, fields.get("id"))
     rows = _fill_keys(_with_gold(rows, task.get("answer_type", "text")))
     rows = rows.set_column(rows.schema.get_field_index("step_id"), "step_id",
                            pa.array([ctx.step.id] * rows.num_rows, pa.string()))

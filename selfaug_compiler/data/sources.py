@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from selfaug_compiler.data import text
+from selfaug_compiler.data import shapes, text
+from selfaug_compiler.data.shapes import ShapeError
 from selfaug_compiler.data.packaged import load_packaged
 from selfaug_compiler.errors import SelfaugError
 from selfaug_compiler.store.rows import SQL_TYPES, METADATA_COLUMNS, PAYLOAD_COLUMNS, ROW_SCHEMA
@@ -42,6 +43,8 @@ class SourceSpec:
     split: str | None = None
     encoding: str = "utf-8"
     encoding_option: str = "--encoding"
+    format: str = "auto"  # data/shapes.py: auto or a named input shape
+    format_option: str = "--shape"
 
     @property
     def packaged(self) -> str | None:
@@ -168,12 +171,51 @@ def _as_text(expr: str, typ: str) -> str:
     return f"CAST({expr} AS VARCHAR)" if typ.upper() == "VARCHAR" else f"to_json({expr})::VARCHAR"
 
 
-def _mapping_sql(con, mapping: dict[str, str], key_field: str | None, where: str) -> tuple[str, str | None]:
-    """(the mapping query, the key column used)."""
+def _payload_sql(described: dict[str, str], spec: SourceSpec, mapping: dict[str, str],
+                 where: str) -> tuple[str, dict[str, str], set[str]]:
+    """(the shape read, SQL per payload column, source columns used) for the source's shape."""
+    columns = list(described)
+    fmt = "messages" if spec.format in (None, "auto") and "messages" in mapping else spec.format
+    shape = shapes.resolve(fmt, columns)
+    if shape == "prompt_response":
+        chosen = _pick(mapping, columns, where)
+        return shape, {t: _as_text(_q(c), described[c]) for t, c in chosen.items()}, set(chosen.values())
+    if shape == "messages" and "messages" in mapping:
+        col = _pick({"messages": mapping["messages"]}, columns, where)["messages"]
+        return shape, {"messages": _as_text(_q(col), described[col])}, {col}
+    missing = shapes.missing_columns(shape, columns)
+    if missing:
+        raise SelfaugError(f"{where} has no column {', '.join(repr(c) for c in missing)} for the {shape} shape",
+                           file=where, field=spec.format_option, expected=", ".join(shapes.SHAPE_COLUMNS[shape]),
+                           found=", ".join(columns),
+                           hint=f"set {spec.format_option} to the shape of the data (one of: "
+                                f"{', '.join(shapes.FORMATS)}), or rename the columns")
+    if shape == "alpaca":
+        instruction = f"CAST({_q('instruction')} AS VARCHAR)"
+        if "input" not in described:
+            return shape, {"prompt": instruction, "response": _as_text(_q("output"), described["output"])}, \
+                {"instruction", "output"}
+        text = f"CAST({_q('input')} AS VARCHAR)"
+        prompt = (f"CASE WHEN {text} IS NULL OR trim({text}) = '' THEN {instruction} "
+                  f"ELSE {instruction} || chr(10) || chr(10) || {text} END")
+        return shape, {"prompt": prompt, "response": _as_text(_q("output"), described["output"])}, \
+            {"instruction", "input", "output"}
+    if shape == "prompt_completion":
+        if described["prompt"].upper() == "VARCHAR" and described["completion"].upper() == "VARCHAR":
+            return shape, {"prompt": _q("prompt"), "response": _q("completion")}, {"prompt", "completion"}
+        both = f"json_object('prompt', to_json({_q('prompt')}), 'completion', to_json({_q('completion')}))"
+        return shape, {"messages": f"CAST({both} AS VARCHAR)"}, {"prompt", "completion"}
+    col = shapes.SHAPE_COLUMNS[shape][0]
+    return shape, {"messages": _as_text(_q(col), described[col])}, {col}
+
+
+def _mapping_sql(con, spec: SourceSpec, mapping: dict[str, str], key_field: str | None,
+                 where: str) -> tuple[str, str | None, str]:
+    """(the mapping query, the key column used, the shape read)."""
     described = {r[0]: r[1] for r in con.execute("DESCRIBE src").fetchall()}
     columns = list(described)
     try:
-        chosen = _pick(mapping, columns, where)
+        shape, payload, chosen = _payload_sql(described, spec, mapping, where)
     except SelfaugError:
         _refuse_no_rows(con, where)
         raise
@@ -184,9 +226,8 @@ def _mapping_sql(con, mapping: dict[str, str], key_field: str | None, where: str
                            expected=", ".join(columns), found=key_field)
     select = [f"CAST({_q(key_field)} AS VARCHAR) AS key" if key_field else "NULL::VARCHAR AS key"]
     for target in PAYLOAD_COLUMNS:
-        col = chosen.get(target)
-        select.append(f"{_as_text(_q(col), described[col])} AS {target}" if col else f"NULL::VARCHAR AS {target}")
-    used = set(chosen.values()) | {key_field} | _IGNORED
+        select.append(f"{payload[target]} AS {target}" if target in payload else f"NULL::VARCHAR AS {target}")
+    used = set(chosen) | {key_field} | _IGNORED
     passed = [c for c in _PASS_THROUGH if c in columns and c not in used]
     used |= set(passed)
     rest = [c for c in columns if c not in used and c != "meta"]
@@ -199,7 +240,7 @@ def _mapping_sql(con, mapping: dict[str, str], key_field: str | None, where: str
         own = f"CAST(meta AS JSON)"
         meta = f"json_merge_patch({own}, {meta})" if meta else own
     select.append(f"CAST({meta} AS VARCHAR) AS meta" if meta else "NULL::VARCHAR AS meta")
-    return f"SELECT {', '.join(select)} FROM src", key_field
+    return f"SELECT {', '.join(select)} FROM src", key_field, shape
 
 
 def _refuse_no_rows(con, where: str) -> None:
@@ -236,7 +277,7 @@ def load_rows(spec: SourceSpec | str, mapping: dict[str, str] | None = None,
         try:
             if read is not None:
                 _file_relation(con, read, spec.split)
-            sql, used_key = _mapping_sql(con, mapping or {}, key_field, where)
+            sql, used_key, shape = _mapping_sql(con, spec, mapping or {}, key_field, where)
             table = con.sql(sql).to_arrow_table().cast(ROW_SCHEMA)
         except duckdb.Error as exc:
             raise _read_error(spec, exc, read) from exc
@@ -245,10 +286,35 @@ def load_rows(spec: SourceSpec | str, mapping: dict[str, str] | None = None,
                                hint="give a file with at least one record (a csv needs a header and rows)")
         if declared or used_key == "key":
             _check_keys_present(table, used_key, where, read)
+        if table["messages"].null_count < table.num_rows:
+            table = _canonical_conversations(table, shape, spec, where, read)
         return table
     finally:
         con.close()
         scratch.cleanup()
+
+
+def _canonical_conversations(table: pa.Table, shape: str, spec: SourceSpec, where: str,
+                             read: Path | None) -> pa.Table:
+    """The ``messages`` column as canonical conversations (data/shapes.py); a row that is not one
+    is refused with its line, the column and the fix."""
+    column = "messages" if shape == "prompt_response" else shape
+    out = []
+    for i, value in enumerate(table["messages"].to_pylist()):
+        if value is None:
+            out.append(None)
+            continue
+        try:
+            out.append(shapes.canonical(shapes.conversation(value, column)))
+        except ShapeError as exc:
+            line = text.line_of_row(read, text.text_kind(read) or "", i) if read is not None else None
+            at = f"line {line}" if line else f"row {i + 1}"
+            field = "conversations" if column == "sharegpt" else "prompt/completion" if column == "prompt_completion" \
+                else "messages"
+            raise SelfaugError(f"{at}: {exc} (read as {shape})", file=where, line=line, field=field,
+                               hint=f"{exc.hint}; or set {spec.format_option} to the data's shape "
+                                    f"({', '.join(shapes.FORMATS[1:])})") from None
+    return table.set_column(table.schema.get_field_index("messages"), "messages", pa.array(out, pa.string()))
 
 
 def _readable_copy(path: Path, spec: SourceSpec, scratch: Path) -> Path:

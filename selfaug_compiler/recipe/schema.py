@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from selfaug_compiler.names import NAME_MAX, NAME_PATTERN
+from selfaug_compiler.recipe import schema_shapes as sh
 from selfaug_compiler.recipe import schema_train as st
 from selfaug_compiler.recipe.schema_diagnose import DiagnoseSpec
 from selfaug_compiler.recipe.schema_interpolate import InterpolateSpec
@@ -128,6 +129,7 @@ class TaskSpec(Strict):
     answer_type: Literal["number", "code", "text", "choice"] = "text"
     split: Split = Split()
     system_prompt: str | None = None
+    format: sh.TaskFormat = added_field("auto", description=sh.TASK_FORMAT_HELP)
 
 
 # ----------------------------------------------------------------------------- augmentation
@@ -263,6 +265,7 @@ class TrainSpec(Strict):
     weight_dtype: st.WeightDtype = added_field("fp32", description=st.WEIGHT_DTYPE_HELP)
     optimizer: st.Optimizer = added_field("adamw", description=st.OPTIMIZER_HELP)
     loss: LossSpec = added_field(LossSpec(), description="per-token training loss (recipe/schema_loss.py)")
+    assistant_turns: sh.AssistantTurns = added_field("all", description=sh.ASSISTANT_TURNS_HELP)
 
 
 # ----------------------------------------------------------------------------- evaluation

@@ -1,7 +1,8 @@
 """Training rows -> token ids and labels: chat template, response-only loss, truncation, packing.
 
 A row is either ``prompt``/``response`` (one user turn, one assistant turn) or ``messages`` (a
-JSON list of ``{role, content}``; every assistant turn is trained on). The tokenizer's chat
+JSON list of ``{role, content}``; ``assistant_turns="all"`` trains on every assistant turn,
+``"last"`` on the final one only, the earlier turns then being context like the user's). The tokenizer's chat
 template renders the conversation; the text is cut into segments at the assistant turns and each
 segment is tokenized on its own (as at inference, where the prompt is tokenized up to the
 generation prompt and the reply is produced token by token). Labels are the token ids on
@@ -84,8 +85,9 @@ def _render(tokenizer: Any, messages: list[dict], *, generation_prompt: bool) ->
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
 
 
-def assistant_spans(tokenizer: Any, messages: list[dict]) -> tuple[str, list[tuple[int, int]]]:
-    """The rendered conversation and the character spans of its assistant turns."""
+def assistant_spans(tokenizer: Any, messages: list[dict], assistant_turns: str = "all") -> tuple[str, list[tuple[int, int]]]:
+    """The rendered conversation and the character spans of its assistant turns (``last``: the
+    final assistant turn's only)."""
     full = _render(tokenizer, messages, generation_prompt=False)
     spans: list[tuple[int, int]] = []
     for i, message in enumerate(messages):
@@ -105,7 +107,7 @@ def assistant_spans(tokenizer: Any, messages: list[dict]) -> tuple[str, list[tup
         end = len(upto.rstrip())
         if end > len(before):
             spans.append((len(before), end))
-    return full, spans
+    return full, spans[-1:] if assistant_turns == "last" else spans
 
 
 def _segments(text: str, spans: list[tuple[int, int]]) -> list[tuple[str, bool]]:
@@ -122,8 +124,8 @@ def _segments(text: str, spans: list[tuple[int, int]]) -> list[tuple[str, bool]]
     return pieces
 
 
-def tokenize_conversation(tokenizer: Any, messages: list[dict]) -> Example:
-    text, spans = assistant_spans(tokenizer, messages)
+def tokenize_conversation(tokenizer: Any, messages: list[dict], assistant_turns: str = "all") -> Example:
+    text, spans = assistant_spans(tokenizer, messages, assistant_turns)
     pieces = _segments(text, spans)
     encoded = tokenizer([p for p, _ in pieces], add_special_tokens=False)["input_ids"]
     input_ids: list[int] = []
@@ -134,13 +136,15 @@ def tokenize_conversation(tokenizer: Any, messages: list[dict]) -> Example:
     return Example(input_ids, labels)
 
 
-def format_rows(tokenizer: Any, rows: Iterable[dict[str, Any]], max_length: int) -> tuple[list[Example], FormatStats]:
-    """Tokenize rows with response-only labels, truncating the response side to ``max_length``."""
+def format_rows(tokenizer: Any, rows: Iterable[dict[str, Any]], max_length: int,
+                assistant_turns: str = "all") -> tuple[list[Example], FormatStats]:
+    """Tokenize rows with response-only labels (``assistant_turns``: all or last), truncating the
+    response side to ``max_length``."""
     stats = FormatStats()
     examples: list[Example] = []
     for row in rows:
         stats.rows += 1
-        example = tokenize_conversation(tokenizer, row_messages(row))
+        example = tokenize_conversation(tokenizer, row_messages(row), assistant_turns)
         if len(example) > max_length:
             stats.truncated += 1
             example = Example(example.input_ids[:max_length], example.labels[:max_length])
