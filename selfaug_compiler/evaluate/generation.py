@@ -94,7 +94,8 @@ def score_generation(loaded: Any, items: list[GenItem], *, answer_type: str, max
                     batch_size=batch_size, chat=chat, on_batch=on_batch, progress=False)
     out = []
     for item, gen in zip(items, gens):
-        row = {"id": item.id, "output": gen.text, "new_tokens": gen.new_tokens, "finish_reason": gen.finish_reason}
+        row = {"id": item.id, "output": gen.text, "new_tokens": gen.new_tokens, "finish_reason": gen.finish_reason,
+               "prompt": item.prompt, "gold": item.answer}  # prompt/gold: the report's right-to-wrong examples
         row.update(judge(answer_type, cut_at(gen.text, item.extra.get("until")), item))
         out.append(row)
     return out

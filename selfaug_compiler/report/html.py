@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from selfaug_compiler.report.context import context_lines
+from selfaug_compiler.report.flips import flips_html
 from selfaug_compiler.report.frontier import report_frontier
 from selfaug_compiler.report.interpolation import interpolation_html
 from selfaug_compiler.report.table import (COMPARE_LEGEND, GOLD_LOSS_MEANING, NOISE_COLUMN, NOISE_MEANING, REPORT_COLUMNS,
@@ -161,6 +162,7 @@ def render_html(report: dict[str, Any]) -> str:
 * p&lt;.05, ** p&lt;.01, *** p&lt;.001. Δ = after − before, in points; rel. change = Δ / before;
 norm. change = Δ / (before − chance), the share of the above-chance ability gained (+) or lost (−).{noise}</p>
 {_gold_loss_html(report)}
+{flips_html(report)}
 {interpolation_html(report)}
 {frontier_html(report_frontier(report))}
 {body}

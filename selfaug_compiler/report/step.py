@@ -60,6 +60,22 @@ def _entry(ctx: StepContext, spec: dict[str, Any]) -> EvalEntry:
                      role=spec.get("role", "score"))
 
 
+def _stored_rows(ctx: StepContext, spec: dict[str, Any]) -> list[dict[str, Any]]:
+    metrics = ctx.inputs[spec["step"]].metrics
+    hit = ctx.store.get_eval(metrics["model_key"], metrics["fingerprint"]) if metrics.get("model_key") else None
+    return hit[1].to_pylist() if hit is not None else []
+
+
+def _add_flip_examples(ctx: StepContext, report: dict[str, Any], specs: list[dict[str, Any]]) -> None:
+    """``right_to_wrong`` on every retention row with a significant drop (report/flips.py)."""
+    from selfaug_compiler.report.flips import dropped, right_to_wrong
+
+    for row in report["benchmarks"]:
+        mine = sorted((s for s in specs if s["benchmark"] == row["benchmark"]), key=lambda s: int(s.get("stage", 0)))
+        if dropped(row) and len(mine) >= 2 and int(mine[0].get("stage", 0)) == 0:
+            row["right_to_wrong"] = right_to_wrong(_stored_rows(ctx, mine[0]), _stored_rows(ctx, mine[-1]))
+
+
 def _interpolation(ctx: StepContext, report: dict[str, Any], specs: list[dict[str, Any]],
                    rule: dict[str, Any]) -> dict[str, Any]:
     from selfaug_compiler.report.interpolation import interpolation_section
@@ -99,6 +115,10 @@ def print_report(report: dict[str, Any], files: dict[str, str] | None = None) ->
     for label, text in context_lines(report):
         console.print(f"{label}: {text}", highlight=False)
     console.print(forgetting_table(report))
+    from selfaug_compiler.report.flips import flip_lines
+
+    for line in flip_lines(report):
+        console.print(line, highlight=False, markup=False)
     if report.get("interpolation"):
         from selfaug_compiler.report.interpolation import interpolation_lines
 
@@ -123,6 +143,7 @@ def execute(ctx: StepContext) -> StepResult:
     if kl:
         report["summary"]["kl_to_base"] = kl[0]["kl_to_base"]
         report["meta"]["kl_to_base"] = kl[0]
+    _add_flip_examples(ctx, report, [s for s in specs if s.get("alpha") is None and s.get("role") is None])
     if alpha_specs and params.get("interpolate"):
         report["interpolation"] = _interpolation(ctx, report, alpha_specs, params["interpolate"])
     files = write_report(report, ctx.work_dir)
