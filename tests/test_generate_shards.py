@@ -30,7 +30,10 @@ def test_parse_shard_and_slurm(monkeypatch):
     assert len({shard_of(k, 4) for k in keys}) == 4 and shard_of("q7", 4) == shard_of("q7", 4)
 
 
-def _plan(root):
+def _recipe(root):
+    with open(root / "toy.jsonl", "w") as f:
+        for i in range(N_ROWS):
+            f.write(json.dumps({"id": f"q{i}", "question": f"What is {i} plus {i}?", "answer": f"#### {2 * i}"}) + "\n")
     from selfaug_compiler.compile.planner import PlanBuilder
     from selfaug_compiler.recipe.schema import (
         ExecutionSpec, FieldMap, FileSource, Greedy, ModelSpec, Recipe, S3ftParams, TaskSpec,
@@ -41,7 +44,7 @@ def _plan(root):
                                   fields=FieldMap(id="id")),
                     augment=S3ftParams(answer=Greedy(max_new_tokens=6)),
                     execution=ExecutionSpec(device="cpu", generate_batch_size=3))
-    return PlanBuilder(recipe, root).build()
+    return recipe, PlanBuilder(recipe, root).build()
 
 
 def _committed(runner, plan):
@@ -61,10 +64,7 @@ def test_shards_commit_the_rows_of_one_process(tmp_path):
     from tests.tiny_models import build_tiny_model
 
     build_tiny_model(tmp_path / "tiny")
-    with open(tmp_path / "toy.jsonl", "w") as f:
-        for i in range(N_ROWS):
-            f.write(json.dumps({"id": f"q{i}", "question": f"What is {i} plus {i}?", "answer": f"#### {2 * i}"}) + "\n")
-    plan = _plan(tmp_path)
+    _, plan = _recipe(tmp_path)
     one = Runner(plan, store_path=tmp_path / "one" / "store.duckdb", recipe_dir=tmp_path, echo=lambda s: None)
     one_ref, one_rows = _committed(one, plan)
 
@@ -95,3 +95,41 @@ def test_shards_commit_the_rows_of_one_process(tmp_path):
     assert ref == one_ref and rows == one_rows  # same version id, same rows and content hashes
     [(_, committed)] = run_shard(sharded, steps, Shard(0, 3))
     assert committed == "committed"
+
+
+def test_emitted_slurm_chain_runs_shard_arrays_then_the_coordinator(tmp_path):
+    """``generate_shards.sbatch submit``: per sharded generate step a coordinator job for its inputs and
+    an array of shards, each after the previous; then slurm.sbatch. SLURM is not installed here: a
+    stub sbatch (named as such) records its arguments and answers job ids."""
+    import os
+    import subprocess
+
+    from selfaug_compiler.compile.emit import render_files, write_files
+
+    recipe, plan = _recipe(tmp_path)
+    files = render_files(plan, recipe)
+    write_files(tmp_path / "out", files)
+    script = tmp_path / "out" / "generate_shards.sbatch"
+    stub = tmp_path / "stub_sbatch"
+    stub.write_text('#!/usr/bin/env bash\necho "$*" >> "$STUB_LOG"\nwc -l < "$STUB_LOG"\n')
+    stub.chmod(0o755)
+    env = {**os.environ, "SELFAUG_SBATCH": str(stub), "STUB_LOG": str(tmp_path / "log")}
+    run = subprocess.run(["bash", str(script), "submit", "4"], cwd=tmp_path / "out", env=env,
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    calls = (tmp_path / "log").read_text().splitlines()
+    generate = [s for s in plan.topological() if s.kind == "generate"]
+    assert [s.name for s in generate] == ["generate.self_answer", "generate.paraphrase"]
+    expected = []
+    for k, step in enumerate(generate):
+        after = [] if k == 0 else [f"--dependency=afterok:{2 * k}"]
+        expected.append(" ".join(["--parsable", *after, str(script), "coordinate", *step.inputs]))
+        expected.append(f"--parsable --dependency=afterok:{2 * k + 1} --array=0-3 {script} shard")
+    expected.append("--parsable --dependency=afterok:4 slurm.sbatch")
+    assert calls == expected
+    shard = subprocess.run(["bash", str(script), "shard"], env={**env, "SELFAUG": "echo selfaug"},
+                           capture_output=True, text=True, cwd=tmp_path / "out")
+    assert shard.stdout.split() == ["selfaug", "run", str(tmp_path / "out" / "plan.json"), "--shard", "slurm"]
+    coord = subprocess.run(["bash", str(script), "coordinate", "ingest.toy", "judge.self_answer"],
+                           env={**env, "SELFAUG": "echo selfaug"}, capture_output=True, text=True, cwd=tmp_path / "out")
+    assert coord.stdout.split()[3:] == ["--until", "ingest.toy", "--until", "judge.self_answer"]

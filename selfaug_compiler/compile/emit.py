@@ -1,4 +1,5 @@
-"""Files written by ``selfaug compile``: plan.json, run.sh, slurm.sbatch and, per train step, the
+"""Files written by ``selfaug compile``: plan.json, run.sh, slurm.sbatch, generate_shards.sbatch (when
+the plan has shardable generate steps: SLURM arrays of ``selfaug run --shard``) and, per train step, the
 launch files of ``launch_files.py`` (accelerate_config.yaml, ds_config.json under ZeRO,
 train_launch.sh; a later stage's train step gets ``.<stage>`` in the names).
 
@@ -16,6 +17,7 @@ from selfaug_compiler.compile.launch_files import MAIN_PROCESS_PORT, launch_file
 from selfaug_compiler.files import write_atomic
 from selfaug_compiler.plan import Plan
 from selfaug_compiler.recipe.schema import Recipe
+from selfaug_compiler.shard_run import SHARDABLE
 
 
 def render_files(plan: Plan, recipe: Recipe) -> dict[str, str]:
@@ -28,6 +30,11 @@ def render_files(plan: Plan, recipe: Recipe) -> dict[str, str]:
         "slurm.sbatch": render("slurm.sbatch.j2", slurm=ex.slurm, num_nodes=ex.num_nodes, num_processes=ex.num_processes,
                                launch_script="train_launch.sh", port=MAIN_PROCESS_PORT, **common),
     }
+    generate = [{"name": s.name, "inputs": s.inputs} for s in plan.topological()
+                if s.kind == "generate" and s.params.get("purpose") in SHARDABLE]
+    if generate:  # the generate steps as SLURM arrays of shards (generate/shards.py)
+        files["generate_shards.sbatch"] = render("generate_shards.sbatch.j2", slurm=ex.slurm, generate=generate,
+                                                 shards=max(2, ex.num_nodes), **common)
     for step in plan.topological():
         if step.kind == "train" and "launch" in step.speed:
             files.update(launch_files(step.speed["launch"]))
