@@ -20,15 +20,8 @@ DEFAULT_VARIABLES = {"prompt": "", "gold": "", "answer": "", "topic": "", "turn"
 
 
 def builtin_templates_dir() -> Path:
-    """The repo's templates/ folder; an installed copy's package data when the repo is absent."""
-    if BUILTIN_TEMPLATES.is_dir():
-        return BUILTIN_TEMPLATES
-    try:
-        from importlib.resources import files
-
-        return Path(str(files("selfaug_compiler") / "templates"))
-    except (ModuleNotFoundError, TypeError):  # pragma: no cover
-        return BUILTIN_TEMPLATES
+    """selfaug's own templates (``selfaug_compiler/templates``, shipped as package data)."""
+    return BUILTIN_TEMPLATES
 
 
 def find_template(path: str | Path, recipe_dir: Path | None = None) -> Path:

@@ -21,7 +21,7 @@ from pathlib import Path
 ENV = "SELFAUG_ALLOW_OUTSIDE_PATHS"
 FLAG = "--allow-outside-paths"
 MARKERS = (".git", "pyproject.toml", ".selfaug")
-SELFAUG_TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+SELFAUG_TEMPLATES = Path(__file__).resolve().parents[1] / "templates"  # package data (pyproject.toml)
 
 
 def allow_outside_paths(enabled: bool = True) -> None:

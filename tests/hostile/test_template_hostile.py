@@ -87,7 +87,7 @@ def test_oversized_template(tmp_path: Path) -> None:
 
 
 def test_the_guard_leaves_ordinary_templates_alone() -> None:
-    source = (Path(__file__).parents[2] / "templates/prompts/self_dialogue.j2").read_text()
+    source = (Path(__file__).parents[2] / "selfaug_compiler/templates/prompts/self_dialogue.j2").read_text()
     history = [{"role": "user", "content": "hi " * 300}, {"role": "assistant", "content": "ok " * 300}] * 4
     out = prompt_environment().from_string(source).render(topic="bread", turn=1, history=history)
     assert "bread" in out and out.count("User:") == 4
