@@ -128,3 +128,34 @@ def test_no_alpha_qualifies_says_so() -> None:
                                     max_drop=1.0)
     assert section["picked"] is None
     assert "no alpha keeps every retention benchmark within 1 pts" in section["why"]
+
+
+def test_adapter_on_an_earlier_stage_interpolates_from_the_recipe_base(tmp_path: Path) -> None:
+    """A continual recipe's last LoRA adapter sits on the previous stage's model: theta_alpha is
+    still (1 - alpha) * base + alpha * (that model + adapter)."""
+    import json
+
+    import torch
+    from peft import LoraConfig, PeftModel, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from selfaug_compiler.models.interpolate import save_interpolated
+    from selfaug_compiler.models.loading import ARTIFACT_META
+
+    base = build_tiny_model(tmp_path / "base", seed=0)
+    stage1 = build_tiny_model(tmp_path / "stage1", seed=1)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(stage1, dtype="float32"),
+                           LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj"], task_type="CAUSAL_LM"))
+    for name, p in model.named_parameters():
+        if "lora_B" in name:
+            p.data.fill_(0.1)
+    adapter = tmp_path / "adapter"
+    model.save_pretrained(adapter)
+    (adapter / ARTIFACT_META).write_text(json.dumps({"base_model": str(stage1)}))
+    merged = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(stage1, dtype="float32"),
+                                       adapter).merge_and_unload().state_dict()
+    sb = _state(base)
+    save_interpolated(str(base), adapter, 0.5, tmp_path / "a0.5")
+    got = _state(tmp_path / "a0.5")
+    for k in sb:
+        torch.testing.assert_close(got[k], 0.5 * sb[k] + 0.5 * merged[k], rtol=0, atol=1e-5)

@@ -46,17 +46,18 @@ def interpolated_model(base_ref: str, tuned: Path, alpha: float, *, base_revisio
     from selfaug_compiler.models.loading import _adapter_base, load_model
 
     tuned = Path(tuned)
-    if _is_adapter(tuned):
+    adapter_base, adapter_revision = _adapter_base(tuned) if _is_adapter(tuned) else (None, None)
+    if adapter_base == base_ref:  # an adapter on the base itself (not on an earlier stage's model)
         from peft import PeftModel
         from peft.tuners.lora import LoraLayer
 
-        adapter_base, adapter_revision = _adapter_base(tuned)
         base = load_model(adapter_base, revision=adapter_revision, dtype=dtype, device="cpu", base_dir=base_dir)
         peft_model = PeftModel.from_pretrained(base.model, tuned)
         for module in peft_model.modules():
             if isinstance(module, LoraLayer):
                 module.scale_layer(alpha)  # scaling *= alpha for the active adapter
         return peft_model.merge_and_unload(), base.tokenizer
+    # full/freeze, or an adapter trained on a previous stage's model (load_model merges it there)
     base = load_model(base_ref, revision=base_revision, dtype=dtype, device="cpu", base_dir=base_dir)
     ft = load_model(str(tuned), dtype=dtype, device="cpu", base_dir=base_dir)
     state = interpolate_state(base.model.state_dict(), ft.model.state_dict(), alpha)
