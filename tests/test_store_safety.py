@@ -75,7 +75,7 @@ def test_second_writer_gets_a_clear_error(tmp_path):
     try:
         assert holder.stdout.readline().strip() == "locked"
         t0 = time.monotonic()
-        with pytest.raises(SelfaugError, match=rf"in use by another process \(pid {holder.pid}\)"):
+        with pytest.raises(SelfaugError, match=rf"in use by another process \(pid {holder.pid}: python -c …\)"):
             open_store(path, wait_s=0.5)
         assert time.monotonic() - t0 >= 0.5
         with pytest.raises(SelfaugError, match="in use"):

@@ -39,7 +39,11 @@ def test_lab_recipe_budget_counts_the_rows_the_run_trains_on(path: Path) -> None
         task, train = spec.task, spec.train
         rows = _train_split(task.source.name, task.split.train, task.split.heldout, task.split.seed)
         assert stage["task_rows"] == len(rows) > 0
-        chars = sum(estimate_tokens(r["prompt"]) + estimate_tokens(r["response"]) for r in rows) / len(rows)
+        aug = spec.augment
+        generated = {"s3ft": lambda: aug.answer.max_new_tokens // 2,  # trains on its own replies, not gold
+                     "sdft": lambda: aug.sampling.max_new_tokens // 2}.get(aug.method)
+        chars = sum(estimate_tokens(r["prompt"]) + (generated() if generated else estimate_tokens(r["response"]))
+                    for r in rows) / len(rows)
         # plausible: the text's own tokens plus a chat template's, never more than max_length
         assert chars < stage["mean_example_tokens"] <= min(chars + 2 * TEMPLATE_TOKENS, train.max_length)
         assert stage["tokens_to_train"] >= len(rows) * stage["mean_example_tokens"] * train.epochs
@@ -64,6 +68,7 @@ task:
   split: {split}
 train: {{max_length: 128}}
 eval: {{retention: [arc_easy]}}
+model: {{ref: "packaged:smollm2-135m-instruct"}}
 {extra}""")
     return tmp_path / "r.yaml"
 

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Iterator, Optional
 
 import typer
 
-from selfaug_compiler.cli.store_note import other_stores
+from selfaug_compiler.cli.store_note import other_stores, store_line, store_source
 from selfaug_compiler.errors import SelfaugError
 
 data_app = typer.Typer(help="Versioned datasets in the store: import, inspect, diff, export.",
@@ -31,10 +31,16 @@ def _data(ctx: typer.Context, store: StoreOpt = None) -> None:
 
 
 def _store_path(ctx: typer.Context, store: str | None) -> Path:
-    """The store this command uses, absolute: --store > $SELFAUG_STORE > .selfaug/store.duckdb."""
+    """The store this command uses, absolute: --store > $SELFAUG_STORE > .selfaug/store.duckdb.
+    The first call names it on stderr (``store: PATH (from …)``), so piped output stays clean."""
     from selfaug_compiler.store import resolve_store_path
 
-    return resolve_store_path(store or (ctx.obj or {}).get("store")).resolve()
+    explicit = store or (ctx.obj or {}).get("store")
+    path = resolve_store_path(explicit).resolve()
+    if isinstance(ctx.obj, dict) and not ctx.obj.get("store_named"):
+        ctx.obj["store_named"] = True
+        print(store_line(path, store_source(explicit)), file=sys.stderr)
+    return path
 
 
 @contextmanager
@@ -280,7 +286,7 @@ def verify(ctx: typer.Context, store: StoreOpt = None, fmt: FormatOpt = "text") 
     _fmt(fmt)
     from selfaug_compiler.store.verify import verify_path
 
-    report = verify_path(store or (ctx.obj or {}).get("store"))
+    report = verify_path(_store_path(ctx, store))
     if fmt == "json":
         _print_json(report.to_dict())
     else:
@@ -323,9 +329,14 @@ def diff(ctx: typer.Context, a: str, b: str,
     _render_diff(d, cells)
 
 
+DRIFT_NOTE = ("metadata drift: rows with the same prompt and response in both versions whose provenance or "
+              "judge columns changed (e.g. the same text produced by another step or judged again)")
+
+
 def _render_diff(d, cells: bool) -> None:
     console = _console()
     console.print(d.summary())
+    console.print(DRIFT_NOTE)
     names = sorted(set(d.sources.get("a", {})) | set(d.sources.get("b", {})))
     console.print(_table("rows by target source", ["source", d.a, d.b],
                          [[n, d.sources["a"].get(n, 0), d.sources["b"].get(n, 0)] for n in names]

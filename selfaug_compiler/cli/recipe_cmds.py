@@ -63,9 +63,14 @@ def _budget_lines(budget: dict[str, Any] | None) -> list[str]:
 
 
 def _print_text(results: list[dict[str, Any]]) -> None:
+    shown: set[str] = set()  # a warning in a shared file (default.yaml via extends) is printed once
     for r in results:
         for p in r["problems"]:
-            print(p.render(), file=sys.stderr)
+            text = p.render()
+            if p.severity == "warning" and text in shown:
+                continue
+            shown.add(text)
+            print(text, file=sys.stderr)
         errors = [p for p in r["problems"] if p.severity == "error"]
         if errors:
             print(f"{r['file']}: INVALID ({len(errors)} error{'s' if len(errors) > 1 else ''})", file=sys.stderr)

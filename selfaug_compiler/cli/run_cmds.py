@@ -41,7 +41,7 @@ def _plan_from_target(target: Path, overrides: list[str]):
 def run_command(
     target: Path = typer.Argument(..., help="recipe .yaml, plan.json, or a folder written by `selfaug compile`"),
     set_: list[str] = typer.Option([], "--set", help="override a recipe field, e.g. --set train.lr=1e-4"),
-    store: Optional[Path] = typer.Option(None, "--store", help="store file (default: recipe's store.path, $SELFAUG_STORE, .selfaug/store.duckdb)"),
+    store: Optional[Path] = typer.Option(None, "--store", help="store file (wins over $SELFAUG_STORE, then the recipe's store.path, then .selfaug/store.duckdb)"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print what would run and what is cached, run nothing"),
     only: list[str] = typer.Option([], "--only", help="run only these steps (names or globs); their inputs must be cached"),
     until: list[str] = typer.Option([], "--until", help="run these steps and everything they depend on"),

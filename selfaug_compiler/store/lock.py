@@ -72,9 +72,31 @@ def connect(path: Path, *, read_only: bool, wait_s: float):
             if time.monotonic() >= deadline:
                 pid = _PID.search(str(exc))
                 who = f"pid {pid.group(1)}" if pid else "unknown pid"
+                command = holder_command(int(pid.group(1))) if pid else None
+                if command:
+                    who += f": {command}"
                 raise SelfaugError(
                     f"store {path} is in use by another process ({who})",
-                    hint=f"wait for it to finish, or set SELFAUG_STORE_WAIT (waited {wait_s:g}s)",
+                    hint="a run holds its store while each step runs and lets go between steps (DuckDB allows one "
+                         "process at a time, readers included): retry when the step is done, or set "
+                         f"SELFAUG_STORE_WAIT to the seconds to wait (waited {wait_s:g} s)",
                 ) from exc
             time.sleep(delay)
             delay = min(delay * 2, 0.5)
+
+
+def holder_command(pid: int) -> str | None:
+    """The command line of process ``pid`` (Linux /proc; None elsewhere or when it is gone),
+    shortened to the program's name and its arguments: ``selfaug study run studies/demo.yaml``."""
+    try:
+        words = Path(f"/proc/{pid}/cmdline").read_bytes().decode("utf-8", "replace").split("\0")
+    except OSError:
+        return None
+    words = [w for w in words if w]
+    while len(words) > 1 and Path(words[0]).name.startswith("python"):
+        words = words[1:]
+    if not words:
+        return None
+    if words[0] == "-c":  # inline code says nothing useful
+        return "python -c …"
+    return " ".join(" ".join([Path(words[0]).name, *words[1:]]).split())[:200]

@@ -1,0 +1,151 @@
+"""What a second newcomer trial found (issue 16): targets missing on import, shipped recipes that
+warn, S3FT's training budget, answer_type typos, the store named by every data command, the
+metadata-drift legend, and a store held by a run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from selfaug_compiler.cli import main
+
+ROOT = Path(__file__).parents[1]
+
+
+def _task_file(tmp_path: Path) -> Path:
+    path = tmp_path / "t.jsonl"
+    path.write_text('{"question": "q1", "answer": "a1"}\n{"question": "q2", "answer": "a2"}\n\n'
+                    '{"question": "q3"}\n{"question": "q4", "answer": "a4"}\n')
+    return path
+
+
+def test_import_refuses_a_row_without_its_response_and_names_the_line(tmp_path, capsys):
+    store = tmp_path / "s.duckdb"
+    assert main(["data", "import", str(_task_file(tmp_path)), "--dataset", "t", "--store", str(store)]) == 2
+    err = capsys.readouterr().err
+    assert "line 4 has no value in the response column 'answer'" in err and "Traceback" not in err
+    assert not store.exists() or "No datasets" in _ls(store, capsys)
+    prompts = tmp_path / "p.jsonl"  # a prompt-only file has no target column at all: imported
+    prompts.write_text('{"prompt": "a"}\n{"prompt": "b"}\n')
+    assert main(["data", "import", str(prompts), "--dataset", "p", "--store", str(store)]) == 0
+
+
+def _ls(store: Path, capsys) -> str:
+    main(["data", "ls", "--store", str(store)])
+    return capsys.readouterr().out
+
+
+def test_validate_refuses_a_task_file_row_without_a_target(tmp_path, capsys):
+    _task_file(tmp_path)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(textwrap.dedent("""\
+        name: t
+        model: {ref: packaged:smollm2-135m-instruct}
+        task:
+          name: t
+          source: {kind: file, path: t.jsonl}
+          fields: {prompt: question, response: answer}
+          split: {train: 2, heldout: 1}
+        eval: {retention: [], in_domain: []}
+        """))
+    assert main(["validate", str(recipe)]) == 2
+    err = capsys.readouterr().err
+    assert "task.fields.response: t.jsonl: line 4 has no value in the response column 'answer'" in err
+
+
+def test_shipped_recipes_validate_without_warnings_and_a_shared_warning_prints_once(capsys):
+    from selfaug_compiler.cli.recipe_cmds import _print_text
+    from selfaug_compiler.errors import Problem
+
+    assert main(["validate", str(ROOT / "recipes" / "default.yaml"), str(ROOT / "recipes" / "continual.yaml")]) == 0
+    assert "warning" not in capsys.readouterr().err
+    warn = Problem("limit small", field="augment.sampling.max_new_tokens", severity="warning")
+    _print_text([{"file": f, "problems": [warn], "model": None, "budget": None} for f in ("a.yaml", "b.yaml")])
+    assert capsys.readouterr().err.count("limit small") == 1
+
+
+def test_s3ft_budget_trains_on_its_own_replies_not_the_gold_words():
+    from selfaug_compiler.compile.checks import check_recipe
+    from selfaug_compiler.recipe.loader import load_recipe
+
+    sft = check_recipe(load_recipe(ROOT / "recipes" / "demo" / "sft.yaml")).budget["stages"][0]
+    s3ft = check_recipe(load_recipe(ROOT / "recipes" / "demo" / "s3ft.yaml")).budget["stages"][0]
+    # SST-2's gold reply is one word; S3FT's targets are the model's replies (up to 256 tokens)
+    assert s3ft["mean_example_tokens"] >= sft["mean_example_tokens"] + 100
+    assert s3ft["tokens_to_train"] > 2 * sft["tokens_to_train"]
+
+
+def test_an_answer_type_typo_is_reported_alone(tmp_path, capsys):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(textwrap.dedent("""\
+        name: t
+        model: {ref: packaged:smollm2-135m-instruct}
+        task:
+          name: sst2
+          source: {kind: packaged, name: sst2}
+          fields: {prompt: question, response: answer}
+          answer_type: choise
+          split: {train: 20, heldout: 10}
+        augment: {method: s3ft, judge: {kind: choice}}
+        eval: {retention: [], in_domain: []}
+        """))
+    assert main(["validate", str(recipe)]) == 2
+    err = capsys.readouterr().err
+    assert "did you mean `choice`?" in err and "(1 error)" in err and "judge" not in err
+
+
+def test_run_help_states_the_store_precedence(capsys):
+    import inspect
+
+    from selfaug_compiler.cli.run_cmds import run_command
+
+    help_text = inspect.signature(run_command).parameters["store"].default.help
+    assert help_text == "store file (wins over $SELFAUG_STORE, then the recipe's store.path, then .selfaug/store.duckdb)"
+    main(["run", "--help"])
+    assert "wins over" in capsys.readouterr().out
+
+
+def test_every_data_command_names_its_store_on_stderr_only(tmp_path, capsys):
+    store = tmp_path / "s.duckdb"
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"prompt": "a", "response": "x"}\n{"prompt": "b", "response": "y"}\n')
+    assert main(["data", "import", str(rows), "--dataset", "d", "--store", str(store)]) == 0
+    rows.write_text('{"prompt": "a", "response": "x"}\n{"prompt": "b", "response": "z"}\n')
+    assert main(["data", "import", str(rows), "--dataset", "d", "--store", str(store)]) == 0
+    capsys.readouterr()
+    line = f"store: {store.resolve()} (from --store)"
+    for args in (["ls"], ["show", "d"], ["log", "d"], ["verify"], ["diff", "d@1", "d@2"]):
+        main(["data", *args, "--store", str(store), "--format", "json"])
+        out, err = capsys.readouterr()
+        assert err.count(line) == 1, (args, err)
+        json.loads(out)  # piped output stays clean
+    main(["data", "diff", "d@1", "d@2", "--store", str(store)])
+    assert "metadata drift: rows with the same prompt and response" in capsys.readouterr().out
+
+
+def test_a_store_held_by_a_run_names_the_holder_and_the_wait_in_seconds(tmp_path):
+    from selfaug_compiler.errors import SelfaugError
+    from selfaug_compiler.store import open_store
+
+    path = tmp_path / "s.duckdb"
+    with open_store(path):
+        pass
+    script = tmp_path / "hold_store.py"
+    script.write_text("import duckdb, sys, time\nc = duckdb.connect(sys.argv[1])\nprint('held', flush=True)\n"
+                      "time.sleep(60)\n")
+    holder = subprocess.Popen([sys.executable, str(script), str(path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(SelfaugError) as caught:
+            open_store(path, read_only=True, wait_s=0.2)
+        text = caught.value.render()
+        assert f"(pid {holder.pid}: hold_store.py {path})" in text  # the holder's command line
+        assert "SELFAUG_STORE_WAIT to the seconds to wait (waited 0.2 s)" in text
+    finally:
+        holder.kill()
+        holder.wait()
