@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from selfaug_compiler.data.shapes import target_text
 from selfaug_compiler.runtime import StepContext, StepResult
 
 
@@ -37,7 +38,7 @@ def dump(value: Any) -> str:
 def gold_of(row: dict[str, Any]) -> tuple[str, str | None]:
     """(gold response text, gold final answer from meta) of a task row."""
     meta = load_meta(row.get("meta"))
-    gold_text = meta.get("gold_response") or row.get("response") or ""
+    gold_text = meta.get("gold_response") or target_text(row) or ""  # conversations: the last assistant turn
     return gold_text, meta.get("gold")
 
 

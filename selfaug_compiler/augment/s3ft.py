@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from selfaug_compiler.augment.common import WorkItem, dump, gold_of, load_meta, provenance, row_seed
+from selfaug_compiler.augment import conversation as conv
 from selfaug_compiler.augment.prompts import render
 
 _LABEL = re.compile(r"^\s*(rewritten answer|paraphrased answer|paraphrase|answer)\s*:\s*", re.IGNORECASE)
@@ -27,7 +28,8 @@ def clean_generated_answer(text: str) -> str:
 
 def answer_items(task_rows: list[dict], template: str, recipe_dir: Path | None, seed: int) -> list[WorkItem]:
     """One self-answer prompt per task row (the built-in template shows the question only)."""
-    return [WorkItem(r["key"], render(template, recipe_dir=recipe_dir, prompt=r["prompt"], gold=gold_of(r)[0], row=r),
+    return [WorkItem(r["key"], conv.prompt_for(r, render(template, recipe_dir=recipe_dir, prompt=conv.question(r),
+                                                         gold=gold_of(r)[0], row=r)),
                      row_seed(seed, "self_answer", r["key"]), r) for r in task_rows]
 
 
@@ -39,8 +41,8 @@ def paraphrase_items(task_rows: list[dict], judged_answers: list[dict], template
     for r in task_rows:
         if r["key"] in failed:
             gold_text, _ = gold_of(r)
-            prompt = render(template, recipe_dir=recipe_dir, prompt=r["prompt"], gold=gold_text, row=r)
-            items.append(WorkItem(r["key"], prompt, row_seed(seed, "paraphrase", r["key"]), r))
+            prompt = render(template, recipe_dir=recipe_dir, prompt=conv.question(r), gold=gold_text, row=r)
+            items.append(WorkItem(r["key"], conv.prompt_for(r, prompt), row_seed(seed, "paraphrase", r["key"]), r))
     return items
 
 
@@ -52,7 +54,7 @@ def generated_row(item: WorkItem, gen: Any, *, source: str, loaded: Any, step_id
     meta = {**load_meta(task.get("meta")), "gold_response": gold_text, "gold": gold, "raw": gen.text,
             "finish_reason": gen.finish_reason, "rendered_prompt": item.prompt if isinstance(item.prompt, str) else None}
     response = clean_generated_answer(gen.text) if source != "self" else gen.text.strip()
-    return {"key": item.key, "prompt": task["prompt"], "response": response, "source": source,
+    return {"key": item.key, **conv.payload(task, response), "source": source,
             "meta": dump(meta),
             **provenance(loaded, step_id=step_id, template_hash=template_hash, sampling=sampling, seed=item.seed,
                          prompt_tokens=gen.prompt_tokens, response_tokens=gen.new_tokens)}
@@ -63,7 +65,7 @@ def judge_inputs(rows: list[dict]) -> list[dict]:
     items = []
     for r in rows:
         meta = load_meta(r.get("meta"))
-        items.append({"prompt": r["prompt"], "answer": r.get("response") or "", "gold_text": meta.get("gold_response", ""),
+        items.append({"prompt": conv.question(r), "answer": conv.target(r) or "", "gold_text": meta.get("gold_response", ""),
                       "gold": meta.get("gold"), "meta": meta})
     return items
 

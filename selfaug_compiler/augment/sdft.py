@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from selfaug_compiler.augment.common import WorkItem, dump, gold_of, load_meta, row_seed
+from selfaug_compiler.augment import conversation as conv
 from selfaug_compiler.augment.prompts import render
 from selfaug_compiler.judges.numeric import extract_final_number
 
@@ -24,8 +25,8 @@ def rewrite_items(task_rows: list[dict], template: str, recipe_dir: Path | None,
     items = []
     for r in task_rows:
         gold_text, _ = gold_of(r)
-        prompt = render(template, recipe_dir=recipe_dir, prompt=r["prompt"], gold=gold_text, row=r)
-        items.append(WorkItem(r["key"], prompt, row_seed(seed, "rewrite", r["key"]), r))
+        prompt = render(template, recipe_dir=recipe_dir, prompt=conv.question(r), gold=gold_text, row=r)
+        items.append(WorkItem(r["key"], conv.prompt_for(r, prompt), row_seed(seed, "rewrite", r["key"]), r))
     return items
 
 
@@ -63,7 +64,7 @@ def judge_rewrites(rows: list[dict], params: dict[str, Any], step_id: str) -> li
     labels = label_set(m.get("gold_response") for m in metas) if params.get("answer_type") == "choice" else None
     out = []
     for r, meta in zip(rows, metas):
-        ok, why = check_rewrite(r.get("response") or "", meta.get("gold_response", ""), meta.get("gold"),
+        ok, why = check_rewrite(conv.target(r) or "", meta.get("gold_response", ""), meta.get("gold"),
                                 leak_phrases=list(params.get("leak_phrases") or []),
                                 check_final_number=bool(params.get("check_final_number", True)),
                                 answer_type=params.get("answer_type", "text"), labels=labels)
