@@ -88,3 +88,14 @@ def test_report_carries_kl_in_summary_and_table() -> None:
 
     assert any("KL to base 0.1234 nats/token" in p for p in summary_parts({"kl_to_base": 0.12341}))
     assert not any("KL" in p for p in summary_parts({}))
+
+
+def test_validate_refuses_kl_without_heldout_rows() -> None:
+    from selfaug_compiler.compile.checks import check_recipe
+    from selfaug_compiler.recipe.loader import load_recipe
+
+    recipes = Path(__file__).parents[1] / "recipes"
+    bad = check_recipe(load_recipe(recipes / "s3ft.yaml", ["diagnose.limit=8", "task.split.heldout=0"]))
+    assert not bad.ok and any("diagnose.kl_to_base" in e.message for e in bad.errors)
+    good = check_recipe(load_recipe(recipes / "s3ft.yaml", ["diagnose.limit=8", "task.split.heldout=8"]))
+    assert not any("diagnose" in e.message for e in good.errors)

@@ -199,6 +199,11 @@ class Checker:
                      "no in-domain evaluation for this task", severity="warning",
                      expected="split.heldout >= 1", found="0",
                      hint="set task.split.heldout, or remove `heldout` from eval.in_domain")
+        diagnose, last = self.recipe.diagnose, i == len(self.recipe.stage_list()) - 1
+        if diagnose is not None and diagnose.kl_to_base and last and stage.task.split.heldout == 0:
+            self.add(self.task_path(i) + ("split", "heldout"), "diagnose.kl_to_base measures KL on the task's "
+                     "held-out prompts, and the task holds none out", expected="split.heldout >= 1", found="0",
+                     hint="set task.split.heldout (e.g. 64) or drop diagnose")
 
     # ------------------------------------------------------------------ augment
     def check_augment(self, stage: StageSpec, i: int, rows: list[dict[str, Any]]) -> SourceRows | None:
