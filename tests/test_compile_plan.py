@@ -70,7 +70,7 @@ def test_speed_fields_change_no_id() -> None:
 
 def test_explicit_defaults_mean_the_same_plan(tmp_path: Path) -> None:
     short = tmp_path / "short.yaml"
-    short.write_text("name: x\ntask: {name: gsm8k, source: {kind: packaged, name: gsm8k}, split: {train: 5, heldout: 2}}\n"
+    short.write_text("name: x\nmodel: {ref: 'packaged:smollm2-135m-instruct'}\ntask: {name: gsm8k, source: {kind: packaged, name: gsm8k}, split: {train: 5, heldout: 2}}\n"
                      "augment: {method: sa_sft}\n")
     spelled = tmp_path / "spelled.yaml"
     spelled.write_text("name: x\nseed: 1234\nmodel: {ref: 'packaged:smollm2-135m-instruct', dtype: auto}\n"

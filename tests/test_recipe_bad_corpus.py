@@ -27,6 +27,7 @@ CASES = {
     "missing_data.yaml": (4, "does_not_exist.jsonl"),
     "missing_extends.yaml": (1, "no_such_base.yaml"),
     "cycle_a.yaml": (1, "cycle"),
+    "missing_model.yaml": (1, "names no base model"),  # a forgotten model: must not train the default
 }
 
 

@@ -21,6 +21,7 @@ augment:
 train:
   lr: 3.0e-5
   lora: {r: 4}
+model: {ref: "packaged:smollm2-135m-instruct"}
 """
 
 
@@ -96,7 +97,7 @@ def test_duplicate_key_is_an_error(tmp_path: Path) -> None:
     path = write(tmp_path, "r.yaml", BASE + "name: again\n")
     with pytest.raises(SelfaugError, match="appears twice") as info:
         load_recipe(path)
-    assert info.value.problems[0].location.line == 12
+    assert info.value.problems[0].location.line == 13
 
 
 def test_task_and_stages_are_exclusive(tmp_path: Path) -> None:

@@ -179,7 +179,8 @@ def write_recipe(folder: Path, augment: str, gold: str = "positive") -> Path:
     path.write_text("name: r\n"
                     "task: {name: t, source: {kind: file, path: t.jsonl}, answer_type: text}\n"
                     f"augment: {augment}\n"
-                    "eval: {retention: [], in_domain: []}\n")
+                    "eval: {retention: [], in_domain: []}\n"
+                    "model: {ref: 'packaged:smollm2-135m-instruct'}\n")
     return path
 
 

@@ -25,6 +25,7 @@ train:
   lr: fast
 eval:
   retention: [arc_easy, sciqq]
+model: {ref: "packaged:smollm2-135m-instruct"}
 """
 
 # five mixed mistakes: a packaged-data typo (a check), an unknown key, a list for a number,
@@ -43,6 +44,7 @@ train:
 eval:
   retention: [arc_easy]
   limit: ten
+model: {ref: "packaged:smollm2-135m-instruct"}
 """
 
 

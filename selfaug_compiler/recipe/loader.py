@@ -92,8 +92,21 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> LoadedR
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as exc:
-        raise SelfaugError(problems=problems_from_validation(exc, tree, Recipe)) from None
+        raise SelfaugError(problems=missing_model(tree) + problems_from_validation(exc, tree, Recipe)) from None
+    if missing_model(tree):
+        raise SelfaugError(problems=missing_model(tree))
     return LoadedRecipe(recipe=recipe, path=path, tree=tree, files=files)
+
+
+def missing_model(tree: LMap) -> list[Problem]:
+    """A recipe file must name its base model (issue 11.7): a forgotten ``model:`` would quietly
+    fine-tune the embedded default. (Python code building ``Recipe`` objects keeps the default.)"""
+    if "model" in tree.items:
+        return []
+    return [Problem("the recipe names no base model", location=Location(tree.loc.file, 1, 1), field="model",
+                    expected="a model section, e.g. `model: {ref: packaged:smollm2-135m-instruct}`",
+                    hint="add `model: {ref: ...}` (packaged:NAME, a hub id, a local folder or a .gguf file); "
+                         "write `model: {ref: packaged:smollm2-135m-instruct}` for the embedded default")]
 
 
 def read_tree(path: Path, overrides: list[str] | None = None) -> tuple[LMap, list[Path]]:

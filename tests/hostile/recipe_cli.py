@@ -27,6 +27,7 @@ task:
   answer_type: number
   split: {train: 20, heldout: 4}
 eval: {retention: [arc_easy], limit: 10}
+model: {ref: "packaged:smollm2-135m-instruct"}
 """
 
 

@@ -81,6 +81,7 @@ task:
   split: {{train: {train}, heldout: 1, seed: 0}}
 eval: {{retention: [], in_domain: []}}
 store: {{path: s.duckdb}}
+model: {{ref: "packaged:smollm2-135m-instruct"}}
 """
 
 

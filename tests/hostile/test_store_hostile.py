@@ -152,6 +152,7 @@ task:
   split: {{train: {train}, heldout: 5, seed: 0}}
 eval: {{retention: [], in_domain: []}}
 store: {{path: disk/store.duckdb}}
+model: {{ref: "packaged:smollm2-135m-instruct"}}
 """
 
 
