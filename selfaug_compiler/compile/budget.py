@@ -59,6 +59,8 @@ def estimate_budget(recipe: Recipe, model: ModelInfo | None, data: list[StageDat
     evals = len(spec.retention) + len(spec.in_domain) + len(spec.custom)
     noise = len({*spec.retention, *spec.in_domain, *(c.name for c in spec.custom)} - {"heldout"})
     budget["eval_runs"] = evals * (1 + len(stages)) + (noise if spec.noise_floor else 0)  # as the planner
+    if recipe.interpolate is not None:  # the final model's evals again per alpha (compile/plan_interpolate.py)
+        budget["eval_runs"] += evals * len(recipe.interpolate.alphas)
     if model is not None:
         budget["memory"] = memory_estimate(recipe, model, stages)
     return budget
