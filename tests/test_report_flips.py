@@ -21,10 +21,12 @@ def test_right_to_wrong_picks_the_first_flips_in_id_order() -> None:
 
 
 def test_multiple_choice_rows_show_the_chosen_answer_and_long_text_is_clipped() -> None:
-    before = [{"id": "1", "acc": 1.0, "pred": 2}]
-    after = [{"id": "1", "acc": 0.0, "pred": 0, "output": "x" * 1000}]
+    before = [{"id": "1", "acc": 1.0, "pred": 2, "gold": 2}]
+    after = [{"id": "1", "acc": 0.0, "pred": 0, "gold": 2}]
     (ex,) = right_to_wrong(before, after)
-    assert ex["before"] == "2" and ex["after"].endswith("…") and len(ex["after"]) == 401 and ex["gold"] is None
+    assert (ex["before"], ex["after"], ex["gold"], ex["prompt"]) == ("choice 2", "choice 0", "choice 2", None)
+    (long,) = right_to_wrong([{"id": "1", "acc": 1.0, "output": "ok"}], [{"id": "1", "acc": 0.0, "output": "x" * 1000}])
+    assert long["after"].endswith("…") and len(long["after"]) == 401 and long["gold"] is None
 
 
 def test_only_significant_retention_drops_and_both_renderings() -> None:

@@ -23,10 +23,15 @@ def _clip(value: Any) -> str | None:
 
 
 def _answer(row: dict[str, Any]) -> str | None:
-    for key in ("output", "pred"):
-        if row.get(key) is not None:
-            return _clip(row[key])
-    return None
+    if row.get("output") is not None:
+        return _clip(row["output"])
+    pred = row.get("pred")
+    return f"choice {pred}" if isinstance(pred, int) else _clip(pred)  # multiple choice: the index picked
+
+
+def _gold(row: dict[str, Any]) -> str | None:
+    gold = row.get("gold")
+    return f"choice {gold}" if isinstance(gold, int) and not isinstance(gold, bool) else _clip(gold)
 
 
 def right_to_wrong(before: list[dict[str, Any]], after: list[dict[str, Any]], k: int = EXAMPLES) -> list[dict[str, Any]]:
@@ -38,7 +43,7 @@ def right_to_wrong(before: list[dict[str, Any]], after: list[dict[str, Any]], k:
         if a is None or not (b.get("acc") == 1 and a.get("acc") == 0):
             continue
         out.append({"id": str(b["id"]), "prompt": _clip(b.get("prompt") or a.get("prompt")),
-                    "gold": _clip(b.get("gold")), "before": _answer(b), "after": _answer(a)})
+                    "gold": _gold(b), "before": _answer(b), "after": _answer(a)})
         if len(out) == k:
             break
     return out
