@@ -149,3 +149,24 @@ def test_a_store_held_by_a_run_names_the_holder_and_the_wait_in_seconds(tmp_path
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_training_reports_micro_batches_within_an_optimizer_step(tmp_path):
+    pytest.importorskip("torch")
+    from selfaug_compiler.recipe.schema import TrainSpec
+    from selfaug_compiler.train.launch import train_model
+    from selfaug_compiler.train.tiny import build_tiny_model
+
+    calls: list[tuple[int, str]] = []
+
+    def progress(done, total, phase="", *, unit="items", note=""):
+        calls.append((done, note))
+
+    rows = [{"prompt": f"What is {i} plus {i + 1}?", "response": f"The answer is {2 * i + 1}."} for i in range(16)]
+    spec = TrainSpec(lr=5e-3, epochs=1, batch_size=8, max_length=64, packing=False)
+    train_model(str(build_tiny_model(tmp_path / "base")), rows, spec, tmp_path / "out", dtype="float32",
+                micro_batch_size=4, seed=7, progress=progress)
+    notes = [n for d, n in calls if "micro-batch" in n]
+    # 2 optimizer steps of 2 micro-batches: forward and backward of each, reported at the step's count
+    assert notes == [f"step {s}: micro-batch {m}/2 {p}" for s in (1, 2) for m in (1, 2) for p in ("forward", "backward")]
+    assert [d for d, n in calls if n.startswith("step 2:")] == [1, 1, 1, 1]

@@ -66,6 +66,7 @@ class Trainer:
         from selfaug_compiler.recipe.schema import TrainSpec
 
         self.job, self.after_step, self.progress = job, after_step, progress
+        self.within_step: Callable[[str], None] = lambda note: None  # run() points it at the step's progress
         self.spec = TrainSpec.model_validate(job.spec)
         device = resolve_device(job.device)
         device_type = "cpu" if device == "cpu" else device.split(":")[0]
@@ -160,7 +161,9 @@ class Trainer:
             sync = j == len(micro) - 1
             self.acc.gradient_state._set_sync_gradients(sync)  # DeepSpeed steps in backward at sync
             with (contextlib.nullcontext() if sync else self.acc.no_sync(self.ddp)):
+                self.within_step(f"step {step + 1}: micro-batch {j + 1}/{len(micro)} forward")
                 loss = self.micro_loss(batch, n_targets)
+                self.within_step(f"step {step + 1}: micro-batch {j + 1}/{len(micro)} backward")
                 self.acc.backward(loss * factor)
             step_loss += loss.detach().float()
         step_loss = self.acc.reduce(step_loss, reduction="sum")
@@ -205,6 +208,7 @@ class Trainer:
         log = _StepLog(self.job.out / LOG_FILE, start, enabled=self.main)
         bar = _StepProgress(self.progress, self.plan.total_steps, start,
                             enabled=self.main and (self.progress is not None or self.job.show_progress))
+        self.within_step = bar.within  # a step of minutes (fp32 CPU) reports its micro-batches
         first_loss = log.first_loss()
         started, tokens_seen = time.perf_counter(), 0
         try:
@@ -297,13 +301,20 @@ class _StepProgress:
 
         self.own = Progress("train") if enabled and progress is None else None
         self.report = (progress or self.own) if enabled else None
-        self.total = total
+        self.total, self.done = total, start
         if self.report is not None:
             self.report(start, total, unit="steps")
 
     def __call__(self, done: int, loss: float, tokens_per_s: float) -> None:
+        self.done = done
         if self.report is not None:
             self.report(done, self.total, unit="steps", note=f"loss {loss:.4f}, {tokens_per_s:.0f} tok/s")
+
+    def within(self, note: str) -> None:
+        """Where the current optimizer step is (the count unchanged): a plain line at most every
+        progress interval, so no silence lasts a whole step."""
+        if self.report is not None:
+            self.report(self.done, self.total, unit="steps", note=note)
 
     def close(self) -> None:
         if self.own is not None:
