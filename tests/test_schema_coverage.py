@@ -79,6 +79,7 @@ CONTEXT: dict[str, dict[str, Any]] = {
     "execution.num_nodes": {"execution.launcher": "slurm"}, "execution.slurm": {"execution.launcher": "slurm"},
     "execution.generate_batch_size": {"augment": {"method": "sa_sft"}}, "train.loss.beta": {"train.loss.kind": "kl"}, "eval.lm_eval.tasks": {"eval.retention": ["lm_eval:arc_easy"]},
     "eval.lm_eval.include_path": {"eval.retention": ["lm_eval:arc_easy"]},
+    "eval.noise_batch_size": {"eval.noise_floor": True},
     "interpolate": {"interpolate": {"alphas": [0.5]}},
     "diagnose": {"diagnose": {"kl_to_base": True}, "task.split.heldout": 8},
 }
