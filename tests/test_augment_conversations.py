@@ -101,3 +101,28 @@ def test_sdft_on_conversations_rewrites_the_last_reply(workspace, tmp_path):
         assert messages[:4] == gold[:4] and json.loads(r["meta"])["gold_response"] == gold[-1]["content"]
         # the tiny random model never reproduces the final number of the last reply: rejected
         assert r["judge_verdict"] == "fail"
+
+
+def test_heldout_conversations_are_asked_up_to_their_last_reply(workspace, tmp_path):
+    from selfaug_compiler.recipe.schema import EvalSpec, NoAugment, Split
+
+    store = tmp_path / "s.duckdb"
+    recipe = Recipe(name="convh", seed=7, model=ModelSpec(ref=str(workspace / "tiny"), dtype="float32"),
+                    task=TaskSpec(name="chat", source=FileSource(path="chat.jsonl"), answer_type="number",
+                                  fields=FieldMap(id="id"), split=Split(heldout=2)),
+                    augment=NoAugment(), eval=EvalSpec(retention=[], in_domain=["heldout"], max_new_tokens=4),
+                    execution=ExecutionSpec(device="cpu", eval_batch_size=2))
+    plan = PlanBuilder(recipe, workspace).build()
+    runner = Runner(plan, store_path=store, recipe_dir=workspace, echo=lambda s: None)
+    name = next(s.name for s in plan.steps if s.name.startswith("eval.before.heldout"))
+    summary = runner.run(select_steps(plan, until=[name]))
+    metrics = summary.result_of(name).metrics
+    assert metrics["n"] == 2 and metrics["gold_loss"] > 0
+    with open_store(store) as s:
+        _, items = s.get_eval(metrics["model_key"], metrics["fingerprint"])
+    items = items.to_pylist()
+    assert len(items) == 2
+    for item in items:
+        prompt = item["prompt"] if isinstance(item["prompt"], list) else json.loads(item["prompt"])
+        assert prompt[0] == SYSTEM and len(prompt) == 4 and prompt[-1]["role"] == "user"
+        assert item["gold"] in ("6", "14", "22", "30")

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from selfaug_compiler.augment import conversation as conv
 from selfaug_compiler.errors import StepFailed
 from selfaug_compiler.evaluate.catalog import is_lm_eval
 from selfaug_compiler.evaluate.core import EvalOutcome, LazyModel, evaluate_cached, run_benchmark, summarize
@@ -66,11 +67,12 @@ def heldout_benchmark(ctx: StepContext) -> Benchmark:
     """The task's held-out rows as a generation benchmark (gold = the final number or response)."""
     ref = _heldout_ref(ctx)
     table = ctx.store.read(ref)
-    rows = table.select([c for c in ("key", "prompt", "response", "meta") if c in table.column_names]).to_pylist()
+    rows = table.select([c for c in ("key", "prompt", "response", "messages", "meta")
+                         if c in table.column_names]).to_pylist()
     if not rows:
         raise StepFailed(ctx.step.name, f"held-out dataset {ref} is empty", hint="set task.split.heldout >= 1")
     metas = [json.loads(r["meta"]) if r.get("meta") else {} for r in rows]
-    golds = [m.get("gold", r["response"]) for m, r in zip(metas, rows)]
+    golds = [m.get("gold", conv.target(r)) for m, r in zip(metas, rows)]
     answer_type = ctx.step.params.get("answer_type") or _infer_answer_type(golds)
     labels = None
     if answer_type == "choice":
@@ -85,8 +87,9 @@ def heldout_benchmark(ctx: StepContext) -> Benchmark:
 
             statements, setup = code_tests(meta)
             tests = "\n\n".join(p for p in [setup, *statements] if p)
-        items.append(GenItem(str(row["key"]), row["prompt"], str(gold if gold is not None else ""), tests=tests,
-                             extra={"response": row["response"], **({"labels": labels} if labels else {})}))
+        # a conversation row is asked with its turns up to the last reply, which is its gold (augment/conversation.py)
+        items.append(GenItem(str(row["key"]), conv.prompt_for(row, conv.question(row)), str(gold if gold is not None else ""),
+                             tests=tests, extra={"response": conv.target(row), **({"labels": labels} if labels else {})}))
     bench = Benchmark("heldout", "generation", answer_type, items, ref)
     params = ctx.step.params
     return subset(bench, params.get("limit"), int(params.get("seed", 0)), int(params.get("max_new_tokens", 256)))
