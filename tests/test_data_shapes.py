@@ -211,3 +211,25 @@ def test_assistant_turns_last_trains_on_the_final_reply_only():
     last_start = next(i for i, label in enumerate(last.labels) if label != IGNORE)
     assert all(label == IGNORE for label in last.labels[:last_start])
     assert last.labels[last_start:] == every.labels[last_start:]
+
+
+def _recipe(tmp_path, data: str, rows, fmt: str | None) -> str:
+    write(tmp_path / data, rows)
+    fmt_line = f"\n  format: {fmt}" if fmt else ""
+    (tmp_path / "r.yaml").write_text(
+        "name: shapes\nmodel: {ref: packaged:smollm2-135m-instruct}\n"
+        f"task:\n  name: t\n  source: {{kind: file, path: {data}}}{fmt_line}\n"
+        "augment: {method: none}\neval: {retention: [], in_domain: []}\n")
+    return str(tmp_path / "r.yaml")
+
+
+def test_validate_accepts_chat_shapes_and_names_a_wrong_one(tmp_path, capsys):
+    assert run(capsys, "validate", _recipe(tmp_path, "c.jsonl", CHAT, None))[0] == 0
+    assert run(capsys, "validate", _recipe(tmp_path, "s.jsonl", SHAREGPT, "sharegpt"))[0] == 0
+    code, out, err = run(capsys, "validate", _recipe(tmp_path, "c.jsonl", CHAT, "sharegpt"))
+    text = out + err
+    assert code == 2 and "task.format" in text and "conversations" in text and "r.yaml:" in text
+    bad = [CHAT[1], {"messages": [{"role": "user", "content": "Q"}]}]
+    code, out, err = run(capsys, "validate", _recipe(tmp_path, "b.jsonl", bad, None))
+    text = out + err
+    assert code == 2 and "b.jsonl: line 2" in text and "no assistant turn" in text and "task.format" in text
