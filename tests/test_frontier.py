@@ -97,3 +97,17 @@ def test_study_frontier_section_has_png_table_and_kl_correlation(tmp_path: Path)
     assert "| **sft a=0.5** | 2 | +10.5 | -2.8 | – | ★ |" in text
     assert "| kl | 1 | +8.0 | -6.0 | 0.2000 |  |" in text  # dominated by sft a=0.5 and s3ft
     assert "across 5 runs (arms × seeds): Spearman ρ = +1.00" in text  # KL order = drop order
+
+
+def test_frontier_lab_study_compiles_every_arm_with_its_diagnostics() -> None:
+    from selfaug_compiler.compile.planner import build_plan
+    from selfaug_compiler.recipe.loader import load_recipe
+    from selfaug_compiler.study.spec import load_study
+
+    study = load_study(Path(__file__).parents[1] / "studies" / "lab_frontier.yaml")
+    assert [a.label for a in study.spec.arms] == ["sft", "dft", "kl", "s3ft"] and study.spec.seeds == [0, 1]
+    for arm in study.spec.arms:
+        plan = build_plan(load_recipe(study.recipe_of(arm.label)))
+        names = {s.name for s in plan.steps}
+        assert "diagnose.kl_to_base" in names and "eval.after.qa_closed" in names and "eval.after.qa_open_book" in names
+        assert ({"interpolate.a0.25", "interpolate.a0.5", "interpolate.a0.75"} <= names) == (arm.label == "sft")
