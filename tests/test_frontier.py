@@ -47,6 +47,7 @@ def test_frontier_points_per_seed_means_and_band() -> None:
     assert data["noise_band"] == pytest.approx(3.0)
     text = "\n".join(frontier_lines(data))
     assert "* sft a=0.5: +13.0 / -3.0 (n=2)" in text and "noise floor ±3.0" in text
+    assert frontier_lines(frontier([("x", {"summary": {}, "benchmarks": []})])) == []
 
 
 def test_compare_json_lists_frontier_points_and_html_draws_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -96,6 +96,8 @@ def frontier_figure(data: dict[str, Any]):
 
 def frontier_lines(data: dict[str, Any]) -> list[str]:
     """Text for the terminal / Markdown: one line per mean point, the Pareto set marked."""
+    if not data.get("means"):  # no run has both an in-domain and a retention change
+        return []
     lines = [f"frontier ({data['x']} / {data['y']}; * = Pareto set"
              + (f"; noise floor ±{data['noise_band']:.1f} pts" if data.get("noise_band") else "") + "):"]
     for m in sorted(data["means"], key=lambda m: -m["x"]):
