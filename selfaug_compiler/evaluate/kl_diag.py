@@ -2,7 +2,8 @@
 per-token forward KL(pi_base || pi_ft) on the new task's held-out prompts, measured on answers
 *sampled from the base model* (temperature 1), summed over the full vocabulary at every answer
 token and averaged over all answer tokens (token-weighted). Forgetting tracks it, and it needs no
-retention benchmark.
+retention benchmark. The sampled answers are decoded to text and tokenized again (the generation
+engine returns text), with the end-of-turn token appended to answers that stopped on it.
 """
 
 from __future__ import annotations
