@@ -121,9 +121,15 @@ class Checker:
                 return None
             if local.is_dir():
                 return self._read(at, source.path, lambda: data_sample.read_hf_folder(local, source.split), fields)
-            if not local.exists() and source.path.count("/") != 1:
+            from selfaug_compiler.data import hub
+
+            if not local.exists() and not hub.is_hub_id(source.path):
                 self.add(at + ("source", "path"), f"`{source.path}` is neither a local dataset folder nor a hub id",
                          expected="a folder saved with save_to_disk, or org/name", found=source.path)
+            elif not local.exists() and (why := hub.unavailable(source.path, source.name, source.revision)):
+                self.add(at + ("source", "path"), f"hub dataset `{source.path}` cannot be loaded: {why}",
+                         expected="a hub id in the local datasets cache or on a reachable Hub, or a save_to_disk "
+                                  "folder", found=source.path, hint=hub.FIX)
         return None
 
     def _read(self, at: tuple[Any, ...], name: str, read: Any, fields: FieldMap) -> SourceRows | None:

@@ -58,5 +58,8 @@ def source_fingerprint(source: Any, base_dir: Path) -> str:
         if state.is_file():
             data = json.loads(state.read_text(encoding="utf-8"))
             return f"hf-disk:{data.get('_fingerprint', file_sha256(state))}"
-        return f"hf:{source.path}:{source.name}:{source.split}"
+        from selfaug_compiler.data.hub import resolved_revision
+
+        revision = resolved_revision(source.path, source.name, source.revision)
+        return f"hf:{source.path}:{source.name}:{source.split}@{revision}"
     raise TypeError(f"unknown source {source!r}")

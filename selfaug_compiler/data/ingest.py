@@ -47,9 +47,8 @@ def _source_spec(ctx: StepContext, source: dict[str, Any], fmt: str = "auto") ->
         local = ctx.resolve_path(source["path"])
         if local.is_dir():
             return SourceSpec(str(local), split=source.get("split"), format=fmt, format_option="task.format")
-        raise SelfaugError(f"HF dataset {source['path']!r} is not a local folder saved with save_to_disk",
-                           field="task.source.path",
-                           hint="the Hub cannot be reached here: save the dataset with save_to_disk and give its folder")
+        return SourceSpec(f"hf:{source['path']}", split=source.get("split"), hub_config=source.get("name"),
+                          revision=source.get("revision"), format=fmt, format_option="task.format")
     raise SelfaugError(f"unknown task source kind {kind!r}", field="task.source.kind", expected="file, packaged, hf")
 
 

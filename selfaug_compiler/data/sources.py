@@ -45,10 +45,16 @@ class SourceSpec:
     encoding_option: str = "--encoding"
     format: str = "auto"  # data/shapes.py: auto or a named input shape
     format_option: str = "--shape"
+    hub_config: str | None = None  # hf:ORG/NAME (a hub dataset id): its config and revision
+    revision: str | None = None
 
     @property
     def packaged(self) -> str | None:
         return self.location.split(":", 1)[1] if self.location.startswith("packaged:") else None
+
+    @property
+    def hub(self) -> str | None:
+        return self.location.split(":", 1)[1] if self.location.startswith("hf:") else None
 
 
 def check_encoding(encoding: str, option: str) -> str:
@@ -269,6 +275,11 @@ def load_rows(spec: SourceSpec | str, mapping: dict[str, str] | None = None,
             where, read = spec.location, None
             if key_field is None:
                 key_field = "id"
+        elif spec.hub is not None:
+            from selfaug_compiler.data.hub import load_hub_table
+
+            con.register("src", load_hub_table(spec.hub, spec.hub_config, spec.split, spec.revision))
+            where, read = spec.location, None
         else:
             path = Path(spec.location).expanduser()
             if not path.exists():

@@ -101,6 +101,7 @@ class HFSource(Strict):
     path: str = Field(..., description="hub dataset id or a dataset saved with save_to_disk")
     name: str | None = None
     split: str = "train"
+    revision: str | None = added_field(None, description="hub revision (default: the newest cached build)")
 
 
 DataSource = Annotated[Union[FileSource, PackagedSource, HFSource], Field(discriminator="kind")]
