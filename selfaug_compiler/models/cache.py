@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from selfaug_compiler.models.reference import packaged_gguf_path
+from selfaug_compiler.models.reference import gguf_identity, packaged_gguf_path
 
 
 def cache_root() -> Path:
@@ -74,6 +74,18 @@ def converted_packaged_model(name: str) -> Path:
         if (target / "config.json").is_file():
             return target
         _convert_gguf(gguf, target)
+    return target
+
+
+def converted_gguf_file(gguf: Path) -> Path:
+    """The HF folder of a user's GGUF file (``model.ref: path/to/model.gguf``), converted on first
+    use into the same cache as the packaged model, keyed by the file's name and identity."""
+    target = cache_root() / "models" / f"gguf-{gguf.stem}-{gguf_identity(gguf)}"
+    if (target / "config.json").is_file():
+        return target
+    with file_lock(target.with_suffix(".lock")):
+        if not (target / "config.json").is_file():
+            _convert_gguf(gguf, target)
     return target
 
 

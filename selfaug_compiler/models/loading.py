@@ -63,6 +63,10 @@ def model_folder(ref: str, *, revision: str | None = None, base_dir: Path | None
         from selfaug_compiler.models.cache import converted_packaged_model
 
         return parsed, converted_packaged_model(parsed.name)
+    if parsed.kind == "gguf":
+        from selfaug_compiler.models.cache import converted_gguf_file
+
+        return parsed, converted_gguf_file(Path(parsed.name))
     if parsed.kind == "local":
         folder = Path(parsed.name)
         if not (folder / "config.json").is_file() and not (folder / "adapter_config.json").is_file():

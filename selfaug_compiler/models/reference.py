@@ -5,7 +5,9 @@ A recipe names its model as one of:
   embedded default ``packaged:smollm2-135m-instruct`` (a GGUF file, converted once to a normal
   HF folder by ``models.cache``);
 - a local folder holding ``config.json`` (absolute, or relative to the recipe);
-- a hub id ``org/name`` (with an optional revision), used when the user has it cached or online.
+- a hub id ``org/name`` (with an optional revision), used when the user has it cached or online;
+- a user's own GGUF file (``path/to/model.gguf``, relative to the recipe), converted once to a
+  normal HF folder by ``models.cache`` like the packaged one.
 
 ``static_fingerprint`` is cheap (no weights read) and goes into plan ids; the weights
 fingerprint of ``models.fingerprint`` goes into row provenance and artifacts.
@@ -51,8 +53,8 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt")
 class ModelRef:
     """A parsed model reference."""
 
-    kind: str  # "packaged" | "local" | "hub"
-    name: str  # packaged name, folder path, or hub id
+    kind: str  # "packaged" | "local" | "gguf" | "hub"
+    name: str  # packaged name, folder path, GGUF file path, or hub id
     revision: str | None = None
 
     def __str__(self) -> str:
@@ -79,6 +81,8 @@ def parse_ref(ref: str, *, revision: str | None = None, base_dir: Path | None = 
     path = Path(ref).expanduser()
     if not path.is_absolute() and base_dir is not None:
         path = base_dir / path
+    if path.suffix.lower() == ".gguf" and (path.is_file() or ref.startswith((".", "/", "~"))):
+        return ModelRef("gguf", str(path))
     if path.is_dir() or ref.startswith((".", "/", "~")):
         return ModelRef("local", str(path))
     return ModelRef("hub", ref, revision)
@@ -137,6 +141,8 @@ def static_fingerprint(ref: ModelRef) -> str:
         snap = hub_cache_dir(ref)
         rev = snap.name if snap is not None else (ref.revision or "main")
         return f"hub:{ref.name}@{rev}"
+    if ref.kind == "gguf":
+        return "gguf:" + gguf_identity(Path(ref.name))
     folder = Path(ref.name)
     h = hashlib.sha256()
     _hash_small_files(folder, ("config.json",) + TOKENIZER_FILES, h)
@@ -145,3 +151,18 @@ def static_fingerprint(ref: ModelRef) -> str:
             if f.suffix in WEIGHT_SUFFIXES:
                 h.update(json.dumps([f.name, f.stat().st_size]).encode())
     return "local:" + h.hexdigest()[:16]
+
+
+def gguf_identity(path: Path, edge: int = 1 << 20) -> str:
+    """A cheap identity of a GGUF file (its size, first and last MiB: header, metadata and the
+    tail of the tensors) for plan ids and the conversion cache; never reads the whole file."""
+    if not path.is_file():
+        raise SelfaugError(f"GGUF file {path} does not exist", field="model.ref", found=str(path),
+                           expected="a .gguf file (relative to the recipe)", hint="check the path")
+    size = path.stat().st_size
+    h = hashlib.sha256(str(size).encode())
+    with open(path, "rb") as f:
+        h.update(f.read(edge))
+        f.seek(max(0, size - edge))
+        h.update(f.read(edge))
+    return h.hexdigest()[:16]

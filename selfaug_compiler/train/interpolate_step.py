@@ -30,7 +30,7 @@ def execute(ctx: StepContext) -> StepResult:
         raise StepFailed(ctx.step.name, "the interpolate step needs exactly one train step as input")
     spec = ctx.step.params["model"]["spec"]
     parsed = parse_ref(spec["ref"], revision=spec.get("revision"), base_dir=ctx.recipe_dir)
-    base_ref = str(Path(parsed.name).resolve()) if parsed.kind == "local" else spec["ref"]
+    base_ref = str(Path(parsed.name).resolve()) if parsed.kind in ("local", "gguf") else spec["ref"]
     ctx.progress(0, 1, "interpolate", unit="models")
     fingerprint = save_interpolated(base_ref, Path(tuned[0]), alpha, target, base_revision=spec.get("revision"),
                                     base_dir=ctx.recipe_dir)

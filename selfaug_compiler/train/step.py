@@ -55,7 +55,7 @@ def base_model(ctx: StepContext) -> tuple[str, str | None]:
     from selfaug_compiler.models.reference import parse_ref
 
     parsed = parse_ref(spec["ref"], revision=spec.get("revision"), base_dir=ctx.recipe_dir)
-    ref = str(Path(parsed.name).resolve()) if parsed.kind == "local" else spec["ref"]
+    ref = str(Path(parsed.name).resolve()) if parsed.kind in ("local", "gguf") else spec["ref"]
     return ref, spec.get("revision")
 
 
