@@ -233,3 +233,28 @@ def test_validate_accepts_chat_shapes_and_names_a_wrong_one(tmp_path, capsys):
     code, out, err = run(capsys, "validate", _recipe(tmp_path, "b.jsonl", bad, None))
     text = out + err
     assert code == 2 and "b.jsonl: line 2" in text and "no assistant turn" in text and "task.format" in text
+
+
+def test_shipped_chat_recipe_data_steps_store_conversations(tmp_path, capsys):
+    """recipes/chat.yaml's ingest and mix steps (no model): both stages' rows are conversations,
+    ShareGPT roles mapped, system prompts kept; the messages export is what the mix holds."""
+    from pathlib import Path
+
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "chat.yaml"
+    store = str(tmp_path / "s.duckdb")
+    assert run(capsys, "validate", str(recipe))[0] == 0
+    code, out, err = run(capsys, "run", str(recipe), "--store", store, "--until", "mix.*")
+    assert code == 0, out + err
+    with open_store(store, read_only=True) as s:
+        mixes = {d["name"]: d for d in s.datasets()}
+        chat = s.read("chat-mix.s0@1").to_pylist() if "chat-mix.s0" in mixes else None
+        units = s.read("chat-mix.s1@1").to_pylist()
+    assert chat is not None and len(chat) == 36 and len(units) == 36
+    for rows in (chat, units):
+        conversations = [json.loads(r["messages"]) for r in rows]
+        assert all(r["prompt"] is None and r["source"] == "gold" for r in rows)
+        assert all(c[-1]["role"] == "assistant" and {m["role"] for m in c} <= {"system", "user", "assistant"}
+                   for c in conversations)
+        assert any(c[0]["role"] == "system" for c in conversations) and any(len(c) >= 4 for c in conversations)
+    exported = _export(capsys, store, "chat-mix.s1@1", "messages", tmp_path / "u.jsonl")
+    assert [r["messages"] for r in exported] == [json.loads(r["messages"]) for r in units]
