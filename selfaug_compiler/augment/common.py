@@ -49,9 +49,14 @@ def model_spec(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_step_model(ctx: StepContext, params: dict[str, Any] | None = None) -> Any:
+    """The loaded model, or the step's generation backend when ``model.backend.kind`` is not transformers."""
     from selfaug_compiler.models.loading import load_model
 
     spec = model_spec(params if params is not None else ctx.step.params)
+    if (spec.get("backend") or {}).get("kind", "transformers") != "transformers":
+        from selfaug_compiler.generate.backends.steps import step_backend
+
+        return step_backend(ctx, spec)
     template = spec.get("chat_template")
     return load_model(spec.get("ref", "packaged:smollm2-135m-instruct"), revision=spec.get("revision"),
                       dtype=spec.get("dtype", "auto"), device=ctx.step.speed.get("device", "auto"),
@@ -134,7 +139,7 @@ def pending(ctx: StepContext, items: list[WorkItem]) -> tuple[list[WorkItem], in
 def generate_staged(ctx: StepContext, loaded: Any, items: list[WorkItem], sampling: dict[str, Any],
                     to_row: Callable[[WorkItem, Any], dict[str, Any]], *, chat: bool = True) -> dict[str, int]:
     """Generate the items not yet staged, staging each finished batch; returns counts."""
-    from selfaug_compiler.generate.engine import SamplingParams, generate
+    from selfaug_compiler.generate.engine import SamplingParams
 
     todo, already = pending(ctx, items)
     params = SamplingParams(**{k: sampling[k] for k in ("temperature", "top_p", "max_new_tokens") if k in sampling})
@@ -143,7 +148,9 @@ def generate_staged(ctx: StepContext, loaded: Any, items: list[WorkItem], sampli
     started = time.perf_counter()
 
     def stage_batch(indices: list[int], gens: list[Any]) -> None:
-        rows = [to_row(todo[i], g) for i, g in zip(indices, gens)]
+        from selfaug_compiler.generate.backends.steps import with_backend_meta
+
+        rows = [with_backend_meta(to_row(todo[i], g), loaded, g) for i, g in zip(indices, gens)]
         if ctx.shard is not None:
             from selfaug_compiler.generate.shards import stage_part
 
@@ -156,10 +163,17 @@ def generate_staged(ctx: StepContext, loaded: Any, items: list[WorkItem], sampli
         ctx.progress(already + stats["generated_rows"], total, unit="rows", note=f"{rate:.1f} tok/s")
 
     if todo:
+        from selfaug_compiler.generate.backends.base import BackendError
+        from selfaug_compiler.generate.backends.steps import backend_of, step_failure
+
         ctx.progress(already, total, unit="rows")
-        generate(loaded, [it.prompt for it in todo], params, seeds=[it.seed for it in todo],
-                 batch_size=int(ctx.step.speed.get("batch_size", ctx.step.speed.get("generate_batch_size", 16))),
-                 chat=chat, on_batch=stage_batch, progress=False)
+        backend = backend_of(loaded)
+        try:
+            backend.generate([it.prompt for it in todo], params, seeds=[it.seed for it in todo],
+                             batch_size=int(ctx.step.speed.get("batch_size", ctx.step.speed.get("generate_batch_size", 16))),
+                             chat=chat, on_batch=stage_batch, progress=False)
+        except BackendError as e:
+            step_failure(ctx, e, stats)
     return stats
 
 

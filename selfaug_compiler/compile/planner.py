@@ -38,6 +38,8 @@ class PlanBuilder:
         threads = {"torch_threads": ex.torch_threads} if ex.torch_threads is not None else {}
         self.gen_speed = {"batch_size": ex.generate_batch_size, "device": ex.device,
                           "num_processes": ex.num_processes, **threads}  # launcher: train steps only
+        if recipe.model.backend.kind != "transformers":  # its URL, concurrency, retries: speed (generate/backends)
+            self.gen_speed["backend"] = recipe.model.backend.model_dump()
         self.eval_speed = {"batch_size": ex.eval_batch_size, "device": ex.device, **threads}
 
     def add(self, step: Step) -> Step:

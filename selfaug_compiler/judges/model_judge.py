@@ -29,11 +29,13 @@ def parse_verdict(reply: str) -> bool | None:
 def judge_with_model(loaded: Any, items: list[dict], *, template: str = DEFAULT_TEMPLATE,
                      recipe_dir: Path | None = None, batch_size: int = 16,
                      max_new_tokens: int = 8, progress: Any = False) -> list[ModelVerdict]:
-    """``items`` hold ``prompt``, ``gold`` and ``answer``; greedy decoding, one verdict per item."""
-    from selfaug_compiler.generate.engine import SamplingParams, generate
+    """``items`` hold ``prompt``, ``gold`` and ``answer``; greedy decoding, one verdict per item.
+    ``loaded``: a loaded model or a generation backend (``generate/backends``)."""
+    from selfaug_compiler.generate.backends.steps import backend_of
+    from selfaug_compiler.generate.engine import SamplingParams
 
     prompts = [render(template, recipe_dir=recipe_dir, prompt=it["prompt"], gold=it["gold"],
                       answer=it["answer"]) for it in items]
-    outs = generate(loaded, prompts, SamplingParams(temperature=0.0, max_new_tokens=max_new_tokens),
-                    batch_size=batch_size, progress=progress)
+    outs = backend_of(loaded).generate(prompts, SamplingParams(temperature=0.0, max_new_tokens=max_new_tokens),
+                                       seeds=list(range(len(prompts))), batch_size=batch_size, progress=progress)
     return [ModelVerdict(parse_verdict(o.text), o.text) for o in outs]

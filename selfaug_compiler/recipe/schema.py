@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from selfaug_compiler.names import NAME_MAX, NAME_PATTERN
 from selfaug_compiler.recipe import schema_shapes as sh
 from selfaug_compiler.recipe import schema_train as st
+from selfaug_compiler.recipe.schema_backends import BackendSpec
 from selfaug_compiler.recipe.schema_diagnose import DiagnoseSpec
 from selfaug_compiler.recipe.schema_interpolate import InterpolateSpec
 from selfaug_compiler.recipe.schema_loss import LossSpec
@@ -70,6 +71,7 @@ class ModelSpec(Strict):
     dtype: DType = Field("auto", description="auto = bf16 where the hardware runs it fast, else fp32")
     chat_template: str | None = Field(None, description="path to a jinja chat template overriding the tokenizer's")
     trust_remote_code: bool = False
+    backend: BackendSpec = added_field(BackendSpec(), description="generation backend (recipe/schema_backends.py)")
 
 
 # ----------------------------------------------------------------------------- task data

@@ -1,0 +1,69 @@
+"""Generate and judge steps through the openai backend against the local stub server
+(tests/test_backends_openai_stub.py): rows name the backend and what the server reported, a server
+failing mid-step stops it with one StepFailed keeping the staged batches, the same run resumes;
+the server's URL and concurrency are speed (step ids unchanged), the served model name is content."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.test_backends_openai_stub import StubServer
+from tests.test_augment_steps import QUESTIONS, SHORT, recipe_for, rows_of, run_until_mix, workspace  # noqa: F401
+
+pytest.importorskip("torch")
+
+from selfaug_compiler.compile.planner import PlanBuilder  # noqa: E402
+from selfaug_compiler.errors import StepFailed  # noqa: E402
+from selfaug_compiler.recipe.schema import ModelSpec, S3ftParams  # noqa: E402
+from selfaug_compiler.store import open_store  # noqa: E402
+
+
+def served(root, stub_url: str, name: str = "s3srv", **backend):
+    recipe = recipe_for(root, S3ftParams(answer=SHORT, paraphrase=SHORT), name)
+    spec = {"kind": "openai", "served_model": "stub-model", "base_url": stub_url, "max_retries": 1,
+            "backoff_s": 0.01, "request_timeout_s": 2, **backend}
+    return recipe.model_copy(update={"model": ModelSpec(ref=recipe.model.ref, dtype="float32", backend=spec)})
+
+
+def ids(plan) -> dict[str, str]:
+    return {s.name: s.id for s in plan.steps}
+
+
+def test_step_ids_speed_vs_content(workspace):  # noqa: F811
+    a = ids(PlanBuilder(served(workspace, "http://a/v1"), workspace).build())
+    b = ids(PlanBuilder(served(workspace, "http://b/v1", max_concurrency=3), workspace).build())
+    c = ids(PlanBuilder(served(workspace, "http://a/v1", served_model="other"), workspace).build())
+    local = ids(PlanBuilder(recipe_for(workspace, S3ftParams(answer=SHORT, paraphrase=SHORT), "s3srv"), workspace).build())
+    assert a == b
+    assert a["generate.self_answer"] != c["generate.self_answer"] != local["generate.self_answer"]
+    assert a["ingest.toy"] == local["ingest.toy"]
+
+
+def test_rows_name_backend_and_failure_resumes(workspace, tmp_path):  # noqa: F811
+    stub = StubServer()
+    try:
+        store = tmp_path / "store.duckdb"
+        recipe = served(workspace, stub.url)
+        stub.script = ["ok"] * 4 + ["500"] * 50  # the first batch of 4 lands, then the server fails
+        with pytest.raises(StepFailed, match="no answer after 2 attempts") as err:
+            run_until_mix(workspace, recipe, store)
+        assert "4 rows of this attempt are staged" in str(err.value)
+        step_id = ids(PlanBuilder(recipe, workspace).build())["generate.self_answer"]
+        with open_store(store) as s:
+            assert len(s.staged(step_id)) == 4
+        stub.script = []
+        before = len(stub.bodies)
+        plan, summary = run_until_mix(workspace, recipe, store)
+        answers = rows_of(store, summary, "judge.self_answer")
+        assert len(answers) == len(QUESTIONS) and len({r["key"] for r in answers}) == len(QUESTIONS)
+        first_resumed = stub.bodies[before]
+        assert first_resumed["model"] == "stub-model"
+        for r in answers:
+            backend = json.loads(r["meta"])["backend"]
+            assert backend == {"backend": "openai", "model": "stub-model", "mode": "chat", "batch_invariant": False,
+                               "served_model": "stub-model", "system_fingerprint": "fp_stub"}
+            assert r["response"].startswith("echo ")
+    finally:
+        stub.server.shutdown()
