@@ -107,11 +107,15 @@ def validate(
     set_: Optional[list[str]] = typer.Option(None, "--set", help=SET_HELP),
     format: str = typer.Option("text", "--format", help="text | json | github"),
     allow_outside: bool = typer.Option(False, "--allow-outside-paths", help=OUTSIDE_HELP),
+    online: bool = typer.Option(False, "--online", help="also ask an openai backend's server (GET /models) "
+                                "whether it answers and serves the recipe's model"),
 ) -> None:
     """Check recipes without loading weights: schema, files, fields, templates, model, budget."""
+    from selfaug_compiler.compile.backend_checks import set_online
     from selfaug_compiler.recipe.paths import allow_outside_paths
 
     allow_outside_paths(allow_outside)
+    set_online(online)
     if format not in ("text", "json", "github"):
         raise SelfaugError("unknown --format", expected="text, json or github", found=format)
     results = [validate_one(p, list(set_ or [])) for p in recipes]

@@ -24,6 +24,9 @@ def _installed(module: str) -> bool:
 
 
 def check_launch(checker: Any) -> None:
+    from selfaug_compiler.compile.backend_checks import check_backend
+
+    check_backend(checker)  # model.backend (issue 12): installed, consistent, --online reachable
     recipe = checker.recipe
     ex = recipe.execution
     device = resolve_device_name(ex.device)

@@ -1,0 +1,80 @@
+"""validate's checks of ``model.backend`` (generate/backends): installed, consistent, reachable.
+
+Torch-free and import-free: a backend's library is looked up with ``importlib.util.find_spec``,
+CUDA through the driver's files (``precision.visible_cuda_devices``). ``online=True`` (``selfaug
+validate --online``) asks the server's ``GET /models`` and confirms the served model name.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from typing import Any
+
+from selfaug_compiler.precision import visible_cuda_devices
+
+WHERE = ("model", "backend")
+_ONLINE = [False]
+
+
+def set_online(flag: bool) -> None:
+    """``selfaug validate --online``: also ask the servers (like ``paths.allow_outside_paths``)."""
+    _ONLINE[0] = bool(flag)
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def check_backend(checker: Any, online: bool | None = None) -> None:
+    online = _ONLINE[0] if online is None else online
+    spec = checker.recipe.model.backend
+    if spec.kind == "vllm":
+        if not _installed("vllm"):
+            checker.add(WHERE + ("kind",), "the vllm backend needs the vllm package, which is not installed",
+                        expected="vllm importable", found="no module vllm",
+                        hint="pip install 'selfaug-compiler[vllm]' on the GPU machine, or kind: transformers")
+        if visible_cuda_devices() == 0:
+            checker.add(WHERE + ("kind",), "the vllm backend needs a CUDA GPU and this machine has none "
+                        "(no /proc/driver/nvidia/gpus, or CUDA_VISIBLE_DEVICES hides them)",
+                        expected="a visible NVIDIA GPU", found="none",
+                        hint="validate and run on the GPU machine, or use kind: transformers / openai here")
+    if spec.kind != "openai":
+        for name in ("served_model", "base_url"):
+            if getattr(spec, name) is not None:
+                checker.add(WHERE + (name,), f"{name} only applies to kind: openai", severity="warning",
+                            found=f"kind: {spec.kind}", hint=f"remove {name}, or set kind: openai")
+        return
+    url = spec.base_url or os.environ.get("OPENAI_BASE_URL")
+    if not url:
+        checker.add(WHERE + ("base_url",), "the openai backend has no server URL: base_url is unset and so is "
+                    "OPENAI_BASE_URL", expected="an URL ending in /v1", found="nothing",
+                    hint="export OPENAI_BASE_URL=http://127.0.0.1:8000/v1 (or set model.backend.base_url)")
+    if not os.environ.get(spec.api_key_env):
+        checker.add(WHERE + ("api_key_env",), f"${spec.api_key_env} is not set: requests go without a key "
+                    "(fine for a local server)", severity="warning",
+                    hint=f"export {spec.api_key_env}=... for a server that needs a key; never put a key in a recipe")
+    if online and url:
+        check_online(checker, spec, url)
+
+
+def check_online(checker: Any, spec: Any, url: str) -> None:
+    from selfaug_compiler.generate.backends.base import BackendError
+    from selfaug_compiler.generate.backends.openai_backend import OpenAIBackend
+
+    model = spec.served_model or checker.recipe.model.ref
+    backend = OpenAIBackend(model, base_url=url, api_key_env=spec.api_key_env, max_retries=0,
+                            request_timeout_s=min(spec.request_timeout_s, 10.0))
+    try:
+        names = backend.list_models()
+    except BackendError as e:
+        checker.add(WHERE + ("base_url",), f"the server did not answer GET /models: {e}",
+                    hint="start the server (README: 'Serving the model'), or fix base_url / OPENAI_BASE_URL")
+        return
+    if model not in names:
+        checker.add(WHERE + ("served_model",), f"the server at {url} does not serve {model!r}",
+                    expected=" | ".join(names[:10]) or "a served model", found=model,
+                    hint="set model.backend.served_model to one of the names the server lists")

@@ -1,0 +1,66 @@
+"""validate's model.backend checks: vllm without CUDA refused with the reason, openai without a URL
+refused, the key variable named, --online asks GET /models of the (stub) server and confirms the name."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from selfaug_compiler.compile.backend_checks import set_online
+from selfaug_compiler.compile.validation import validate_recipe
+from tests.test_backends_openai_stub import StubServer
+
+
+def write(tmp: Path, backend: dict) -> Path:
+    with open(tmp / "toy.jsonl", "w") as f:
+        for i in range(4):
+            f.write(json.dumps({"question": f"What is {i} + 1?", "answer": f"#### {i + 1}"}) + "\n")
+    recipe = {"name": "srv", "model": {"ref": "packaged:smollm2-135m-instruct", "backend": backend},
+              "task": {"name": "toy", "source": {"kind": "file", "path": "toy.jsonl"}, "answer_type": "number",
+                       "fields": {"prompt": "question", "response": "answer"}}}
+    path = tmp / "r.yaml"
+    path.write_text(json.dumps(recipe))  # JSON is YAML
+    return path
+
+
+def backend_problems(path: Path, online: bool = False) -> list:
+    set_online(online)
+    try:
+        return [p for p in validate_recipe(path).problems if (p.field or "").startswith("model.backend")]
+    finally:
+        set_online(False)
+
+
+def test_vllm_without_cuda_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    problems = backend_problems(write(tmp_path, {"kind": "vllm"}))
+    assert any(p.severity == "error" and "needs a CUDA GPU" in p.message for p in problems)
+
+
+def test_openai_needs_a_url_and_names_the_key_variable(tmp_path, monkeypatch):
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    monkeypatch.delenv("MY_KEY", raising=False)
+    problems = backend_problems(write(tmp_path, {"kind": "openai", "api_key_env": "MY_KEY"}))
+    errors = [p for p in problems if p.severity == "error"]
+    assert [p.field for p in errors] == ["model.backend.base_url"] and "OPENAI_BASE_URL" in errors[0].message
+    assert any(p.severity == "warning" and "$MY_KEY" in p.message for p in problems)
+
+
+def test_online_check_against_the_stub(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "x")
+    stub = StubServer()
+    try:
+        good = write(tmp_path, {"kind": "openai", "base_url": stub.url, "served_model": "stub-model"})
+        assert backend_problems(good, online=False) == []
+        assert backend_problems(good, online=True) == []
+        bad = write(tmp_path, {"kind": "openai", "base_url": stub.url, "served_model": "nope"})
+        assert backend_problems(bad, online=False) == []
+        [p] = backend_problems(bad, online=True)
+        assert "does not serve 'nope'" in p.message and "stub-model" in p.expected
+    finally:
+        stub.server.shutdown()
+        stub.server.server_close()
+    [p] = backend_problems(good, online=True)
+    assert "did not answer GET /models" in p.message
