@@ -271,10 +271,23 @@ class Checker:
         check_benchmarks(self)  # compile/benchmark_checks.py: names, custom files, lm_eval tasks
 
     def check_chat_template(self) -> None:
+        from selfaug_compiler.models import chat_templates as ct
+
         name, at = self.recipe.model.chat_template, ("model", "chat_template")
         if not name:
+            spec = self.recipe.model
+            try:
+                has = ct.model_has_chat_template(spec.ref, spec.revision, self.loaded.base_dir)
+            except Exception:  # a bad reference is the model checks' to report
+                has = None
+            if has is False:
+                self.add(("model", "ref"), f"the model `{spec.ref}` has no chat template (its tokenizer config "
+                         "names none), so prompts and training rows cannot be formatted as conversations",
+                         expected="a model with a chat template, or model.chat_template",
+                         hint="set model.chat_template to a template shipped with selfaug ("
+                              + ", ".join(ct.named_chat_templates()) + ") or to a jinja file next to the recipe")
             return
-        path = self.loaded.base_dir / name
+        path = ct.chat_template_file(name, self.loaded.base_dir)
         if self.outside(at, path, "chat template"):
             return
         if not path.is_file():

@@ -19,6 +19,7 @@ from selfaug_compiler.compile.plan_diagnose import add_diagnose
 from selfaug_compiler.compile.plan_interpolate import add_interpolation, interpolate_report_param
 from selfaug_compiler.compile.templates import resolve_template, template_hash
 from selfaug_compiler.evaluate.catalog import is_lm_eval
+from selfaug_compiler.models.chat_templates import chat_template_param
 from selfaug_compiler.names import NAME_MAX
 from selfaug_compiler.plan import Plan, Step, canonical_json, sha256_hex
 from selfaug_compiler.recipe.loader import LoadedRecipe, load_recipe
@@ -110,7 +111,8 @@ class PlanBuilder:
         train = self.add(Step(f"train{sfx}", "train", inputs=[mix.name] + ([previous_train] if previous_train else []),
                               params={"train": content_view(stage.train), "model": self.model, "seed": self.recipe.seed,
                                       "system_prompt": stage.task.system_prompt,
-                                      "chat_template": self.recipe.model.chat_template},
+                                      "chat_template": self.recipe.model.chat_template,
+                                      **chat_template_param(self.recipe.model.chat_template, self.base_dir)},
                               speed={"micro_batch_size": ex.micro_batch_size, "num_processes": ex.num_processes,
                                      "device": ex.device, "save_every_steps": stage.train.save_every_steps,
                                      "strategy": stage.train.strategy,

@@ -98,7 +98,9 @@ def load_tokenizer(folder: Path | str, *, trust_remote_code: bool = False, chat_
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if chat_template is not None:
-        tokenizer.chat_template = Path(chat_template).read_text(encoding="utf-8")
+        from selfaug_compiler.models.chat_templates import chat_template_file
+
+        tokenizer.chat_template = chat_template_file(chat_template, None).read_text(encoding="utf-8")
     return tokenizer
 
 
