@@ -1,5 +1,5 @@
 """validate's model.backend checks: vllm without CUDA refused with the reason, openai without a URL
-refused, the key variable named, --online asks GET /models of the (stub) server and confirms the name."""
+named (a warning: the run's machine may set it), the key variable named, --online asks GET /models of the (stub) server and confirms the name."""
 
 from __future__ import annotations
 
@@ -39,12 +39,13 @@ def test_vllm_without_cuda_is_refused(tmp_path, monkeypatch):
     assert any(p.severity == "error" and "needs a CUDA GPU" in p.message for p in problems)
 
 
-def test_openai_needs_a_url_and_names_the_key_variable(tmp_path, monkeypatch):
+def test_openai_without_a_url_or_key_is_named(tmp_path, monkeypatch):
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     monkeypatch.delenv("MY_KEY", raising=False)
     problems = backend_problems(write(tmp_path, {"kind": "openai", "api_key_env": "MY_KEY"}))
-    errors = [p for p in problems if p.severity == "error"]
-    assert [p.field for p in errors] == ["model.backend.base_url"] and "OPENAI_BASE_URL" in errors[0].message
+    assert not [p for p in problems if p.severity == "error"]
+    [url] = [p for p in problems if p.field == "model.backend.base_url"]
+    assert "OPENAI_BASE_URL" in url.message
     assert any(p.severity == "warning" and "$MY_KEY" in p.message for p in problems)
 
 

@@ -50,8 +50,9 @@ def check_backend(checker: Any, online: bool | None = None) -> None:
         return
     url = spec.base_url or os.environ.get("OPENAI_BASE_URL")
     if not url:
-        checker.add(WHERE + ("base_url",), "the openai backend has no server URL: base_url is unset and so is "
-                    "OPENAI_BASE_URL", expected="an URL ending in /v1", found="nothing",
+        checker.add(WHERE + ("base_url",), "the openai backend has no server URL here: base_url is unset and so "
+                    "is OPENAI_BASE_URL (a warning: the run's machine may set it; its generate step fails without it)",
+                    severity="warning", expected="an URL ending in /v1", found="nothing",
                     hint="export OPENAI_BASE_URL=http://127.0.0.1:8000/v1 (or set model.backend.base_url)")
     if not os.environ.get(spec.api_key_env):
         checker.add(WHERE + ("api_key_env",), f"${spec.api_key_env} is not set: requests go without a key "
