@@ -179,7 +179,7 @@ def test_absurd_numbers_are_bounded(tmp_path: Path, arg: str, words: tuple[str, 
 def test_absurd_number_in_the_file_names_its_line(tmp_path: Path) -> None:
     proj = project(tmp_path)
     write(proj, "r.yaml", BASE + "train:\n  epochs: 1.0e+23\n")
-    assert_refused(selfaug("validate", "r.yaml", cwd=proj), "r.yaml:9:", "train.epochs", "a value > 0.0 and <= 1000")
+    assert_refused(selfaug("validate", "r.yaml", cwd=proj), "r.yaml:10:", "train.epochs", "a value > 0.0 and <= 1000")
 
 
 def test_run_and_compile_refuse_the_same(tmp_path: Path) -> None:
