@@ -26,8 +26,9 @@ TIME_LIMIT_S = 10.0  # python start-up included
 @dataclass
 class Result:
     code: int
-    output: str
+    output: str  # stdout + stderr
     seconds: float
+    stdout: str = ""  # alone: what --format json writes (data commands name their store on stderr)
 
 
 def selfaug(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60) -> Result:
@@ -36,7 +37,7 @@ def selfaug(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: f
     start = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "selfaug_compiler", *args], capture_output=True, text=True,
                           cwd=cwd, env=environment, timeout=timeout)
-    return Result(proc.returncode, proc.stdout + proc.stderr, time.monotonic() - start)
+    return Result(proc.returncode, proc.stdout + proc.stderr, time.monotonic() - start, proc.stdout)
 
 
 def assert_clean(result: Result, code: int, *words: str, limit_s: float = TIME_LIMIT_S) -> None:

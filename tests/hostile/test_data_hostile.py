@@ -33,7 +33,7 @@ def _unchanged(work: Path) -> None:
     """The store verifies and still holds just the one version it had."""
     result = selfaug("data", "--store", "s.duckdb", "verify", "--format", "json", cwd=work)
     assert_clean(result, 0)
-    report = json.loads(result.output)
+    report = json.loads(result.stdout)
     assert report["ok"] and report["stats"]["datasets"] == 1 and report["stats"]["versions"] == 1, report
 
 
@@ -151,7 +151,7 @@ def test_non_utf8_text_names_the_line_and_the_option(work, case, name, content, 
 def test_the_decoded_text_is_stored(work):
     _import(work, "l.csv", "prompt,response\ncafé,thé\n".encode("latin-1"), "--encoding", "latin-1")
     shown = selfaug("data", "--store", "s.duckdb", "show", "t", "--format", "json", cwd=work)
-    assert json.loads(shown.output)["rows"][0]["prompt"] == "café"
+    assert json.loads(shown.stdout)["rows"][0]["prompt"] == "café"
 
 
 @pytest.mark.parametrize("encoding", ["klingon", "utf-99", "x" * 500])
@@ -173,5 +173,5 @@ def test_recipe_encoding_option_for_validate_and_run(work):
     assert_clean(selfaug("validate", "good.yaml", cwd=work), 0)
     assert_clean(selfaug("run", "good.yaml", "--until", "ingest.*", cwd=work), 0, "1 step(s) ran")
     shown = selfaug("data", "--store", "s.duckdb", "show", "toy-train", "--format", "json", cwd=work)
-    assert all("café" in r["prompt"] for r in json.loads(shown.output)["rows"])
+    assert all("café" in r["prompt"] for r in json.loads(shown.stdout)["rows"])
     assert_verifies(work / "s.duckdb", work)
