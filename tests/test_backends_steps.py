@@ -67,3 +67,29 @@ def test_rows_name_backend_and_failure_resumes(workspace, tmp_path):  # noqa: F8
             assert r["response"].startswith("echo ")
     finally:
         stub.server.shutdown()
+
+
+def test_model_judge_on_its_own_served_model(workspace, tmp_path):  # noqa: F811
+    """Self-answers from the local tiny model, the model judge on another model behind a server."""
+    from selfaug_compiler.recipe.schema import JudgeSpec
+
+    stub = StubServer()
+    try:
+        base = recipe_for(workspace, S3ftParams(answer=SHORT, paraphrase=SHORT), "s3judge")
+        judge_model = ModelSpec(ref=str(workspace / "tiny"), backend={
+            "kind": "openai", "served_model": "judge-model", "base_url": stub.url, "max_retries": 0})
+        aug = dict(answer=SHORT, paraphrase=SHORT, accept_truncated=True)  # the tiny model's replies run to the limit
+        own = base.model_copy(update={"augment": S3ftParams(**aug, judge=JudgeSpec(kind="model", model=judge_model))})
+        same = base.model_copy(update={"augment": S3ftParams(**aug, judge=JudgeSpec(kind="model"))})
+        a, b = ids(PlanBuilder(own, workspace).build()), ids(PlanBuilder(same, workspace).build())
+        assert a["generate.self_answer"] == b["generate.self_answer"] and a["judge.self_answer"] != b["judge.self_answer"]
+        store = tmp_path / "store.duckdb"
+        _, summary = run_until_mix(workspace, own, store)
+        judged = rows_of(store, summary, "judge.self_answer")
+        assert len(judged) == len(QUESTIONS)
+        assert "meta" in judged[0] and "backend" not in json.loads(judged[0]["meta"])  # answers: local engine
+        assert {body["model"] for body in stub.bodies} == {"judge-model"}
+        assert len(stub.bodies) >= len(QUESTIONS)
+        assert all("echo" in r["judge_raw"] for r in judged), judged[0]["judge_raw"]  # the served judge's raw reply
+    finally:
+        stub.server.shutdown()

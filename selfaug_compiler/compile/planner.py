@@ -62,8 +62,13 @@ class PlanBuilder:
         return self.add(Step(f"generate.{purpose}{sfx}", "generate", params=params, inputs=inputs,
                              speed=dict(self.gen_speed), outputs={"dataset": f"{self.recipe.name}-{purpose}{sfx}"}))
 
-    def judge(self, purpose: str, sfx: str, inputs: list[str], params: dict[str, Any], timeout_s: float | None) -> Step:
+    def judge(self, purpose: str, sfx: str, inputs: list[str], params: dict[str, Any], timeout_s: float | None,
+              own_model: Any = None) -> Step:
         speed = {**self.gen_speed, **({"timeout_s": timeout_s} if timeout_s is not None else {})}
+        if own_model is not None:  # the judge's own model: its backend's speed settings, not the recipe model's
+            speed.pop("backend", None)
+            if own_model.backend.kind != "transformers":
+                speed["backend"] = own_model.backend.model_dump()
         return self.add(Step(f"judge.{purpose}{sfx}", "judge", params={"purpose": purpose, **params}, inputs=inputs,
                              speed=speed, outputs={"dataset": f"{self.recipe.name}-judge_{purpose}{sfx}"}))
 
@@ -79,14 +84,15 @@ class PlanBuilder:
         if aug.method == "s3ft":
             judge = {"judge": content_view(aug.judge), "answer_type": task.answer_type,
                      "accept_truncated": aug.accept_truncated}
+            own = aug.judge.model if aug.judge.kind == "model" else None  # a judge on another model/backend
             if aug.judge.kind == "model":
-                judge.update(model=self.model, **self.template(aug.judge.template))
+                judge.update(model=model_param(own, self.base_dir) if own else self.model, **self.template(aug.judge.template))
             answer = self.generate("self_answer", sfx, [ingest.name],
                                    {"sampling": content_view(aug.answer), **self.template(aug.answer_template)}, aug.seed)
-            judged = self.judge("self_answer", sfx, [ingest.name, answer.name], judge, aug.judge.timeout_s)
+            judged = self.judge("self_answer", sfx, [ingest.name, answer.name], judge, aug.judge.timeout_s, own)
             para = self.generate("paraphrase", sfx, [ingest.name, judged.name],
                                  {"sampling": content_view(aug.paraphrase), **self.template(aug.paraphrase_template)}, aug.seed)
-            judged_para = self.judge("paraphrase", sfx, [ingest.name, para.name], judge, aug.judge.timeout_s)
+            judged_para = self.judge("paraphrase", sfx, [ingest.name, para.name], judge, aug.judge.timeout_s, own)
             return [judged.name, judged_para.name]
         if aug.method == "sdft":
             gen = self.generate("rewrite", sfx, [ingest.name],

@@ -151,6 +151,7 @@ class JudgeSpec(Strict):
     kind: Literal["numeric", "code_exec", "choice", "embedding", "model"] = "numeric"
     threshold: float = Field(0.8, ge=-1.0, le=1.0, description="embedding similarity needed (embedding judge)")
     template: str = Field("prompts/judge.j2", description="prompt for the model-as-judge")
+    model: ModelSpec | None = added_field(None, description="kind model: the judge's own model and backend (default: model)")
     timeout_s: float = speed_field(5.0, gt=0, le=600, description="per-sample limit for code execution")
 
 
