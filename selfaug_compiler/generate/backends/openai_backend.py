@@ -10,6 +10,7 @@ rows are not promised batch-independent (``provenance()['batch_invariant'] is Fa
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import socket
@@ -71,7 +72,8 @@ class OpenAIBackend:
                     raise BackendError(f"{url} answered 404 for model {self.model!r}: {detail}; check the model name "
                                        f"against GET {self.base_url}/models (selfaug validate --online)") from None
                 raise BackendError(f"{url} answered HTTP {e.code}: {detail}") from None
-            except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError) as e:
+            except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError, http.client.HTTPException) as e:
+                # HTTPException: a connection cut mid-reply (server killed): IncompleteRead, BadStatusLine
                 last = f"{getattr(e, 'reason', e)}"
                 continue
             try:
