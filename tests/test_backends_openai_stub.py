@@ -18,6 +18,8 @@ class StubServer:
     def __init__(self) -> None:
         self.script: list[str] = []
         self.bodies: list[dict] = []
+        self.serves: set[str] | None = None  # set: other models are refused with 400, like a pinned server
+        self.list_models = True  # False: GET /models answers 500, as transformers serve does without a hub cache
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -32,11 +34,15 @@ class StubServer:
                 self.wfile.write(payload)
 
             def do_GET(self):
+                if not stub.list_models:
+                    return self._send(500, b"Internal Server Error")
                 self._send(200, json.dumps({"data": [{"id": "stub-model"}]}).encode())
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 stub.bodies.append(body)
+                if stub.serves is not None and body.get("model") not in stub.serves:
+                    return self._send(400, json.dumps({"detail": f"Server is pinned; requested {body.get('model')!r}"}).encode())
                 what = stub.script.pop(0) if stub.script else "ok"
                 if what == "hang":
                     threading.Event().wait(1.0)

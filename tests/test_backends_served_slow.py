@@ -1,6 +1,7 @@
 """The openai backend against a real server: ``transformers serve`` (extra ``serve``) on a free
 loopback port serving the packaged model's HF folder. S3FT's data steps (self-answers, the numeric
-judge, paraphrases of the rejected) run through ``selfaug run``; the server is killed after the
+judge, paraphrases of the rejected) run through ``selfaug run``; ``selfaug validate --online``
+accepts the server; the server is killed after the
 first batch of self-answers: exit 1 with one message naming the staged rows, the batch kept; the
 server restarted, the same command finishes with every row once and asks only for the rest.
 
@@ -44,7 +45,7 @@ class Server:
     """``transformers serve FOLDER`` on 127.0.0.1:port, its log in a file."""
 
     def __init__(self, folder: Path, port: int, log: Path):
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(log.parent / "hub")}
         self.log = log
         self.proc = subprocess.Popen(
             [str(BIN / "transformers"), "serve", str(folder), "--host", "127.0.0.1", "--port", str(port),
@@ -121,8 +122,12 @@ def test_s3ft_data_steps_on_transformers_serve_kill_and_resume(tmp_path):
 
     second = Server(folder, port, tmp_path / "serve2.log")
     try:
+        # its GET /models answers 500 (no HF hub cache here): --online asks for 1 token of the model instead
+        check = subprocess.run([str(BIN / "selfaug"), "validate", "--online", str(recipe)], capture_output=True,
+                               text=True, env={**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_CACHE": str(tmp_path / "hub")})
+        assert check.returncode == 0, check.stdout + check.stderr
         rc, out = selfaug_run(recipe, store)
-        asked = second.done_requests()
+        asked = second.done_requests() - 1  # less validate's 1-token request
     finally:
         second.stop()
     assert rc == 0, out

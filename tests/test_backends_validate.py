@@ -52,6 +52,7 @@ def test_openai_without_a_url_or_key_is_named(tmp_path, monkeypatch):
 def test_online_check_against_the_stub(tmp_path, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "x")
     stub = StubServer()
+    stub.serves = {"stub-model"}
     try:
         good = write(tmp_path, {"kind": "openai", "base_url": stub.url, "served_model": "stub-model"})
         assert backend_problems(good, online=False) == []
@@ -60,8 +61,18 @@ def test_online_check_against_the_stub(tmp_path, monkeypatch):
         assert backend_problems(bad, online=False) == []
         [p] = backend_problems(bad, online=True)
         assert "does not serve 'nope'" in p.message and "stub-model" in p.expected
+        # a server whose GET /models fails or omits the model (transformers serve FOLDER without a hub
+        # cache answers 500) passes when a 1-token request for the model is answered
+        stub.list_models = False
+        good = write(tmp_path, {"kind": "openai", "base_url": stub.url, "served_model": "stub-model"})
+        assert backend_problems(good, online=True) == []
+        assert stub.bodies[-1]["model"] == "stub-model" and stub.bodies[-1]["max_tokens"] == 1
+        bad = write(tmp_path, {"kind": "openai", "base_url": stub.url, "served_model": "nope"})
+        [p] = backend_problems(bad, online=True)
+        assert "did not answer GET /models" in p.message and "HTTP 400" in p.message
     finally:
         stub.server.shutdown()
         stub.server.server_close()
+    good = write(tmp_path, {"kind": "openai", "base_url": stub.url, "served_model": "stub-model"})  # (one file)
     [p] = backend_problems(good, online=True)
     assert "did not answer GET /models" in p.message

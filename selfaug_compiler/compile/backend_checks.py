@@ -2,7 +2,8 @@
 
 Torch-free and import-free: a backend's library is looked up with ``importlib.util.find_spec``,
 CUDA through the driver's files (``precision.visible_cuda_devices``). ``online=True`` (``selfaug
-validate --online``) asks the server's ``GET /models`` and confirms the served model name.
+validate --online``) asks the server's ``GET /models`` and confirms the served model name (a model it
+does not list must answer a 1-token request).
 """
 
 from __future__ import annotations
@@ -70,12 +71,25 @@ def check_online(checker: Any, spec: Any, url: str) -> None:
     backend = OpenAIBackend(model, base_url=url, api_key_env=spec.api_key_env, max_retries=0,
                             request_timeout_s=min(spec.request_timeout_s, 10.0))
     try:
-        names = backend.list_models()
+        names, listed = backend.list_models(), None
     except BackendError as e:
-        checker.add(WHERE + ("base_url",), f"the server did not answer GET /models: {e}",
+        names, listed = [], e
+    if model in names:
+        return
+    # Not listed (or GET /models failed: `transformers serve FOLDER` lists only the HF hub cache and
+    # answers 500 without one): one 1-token request for the model is the check instead.
+    try:
+        from selfaug_compiler.generate.engine import SamplingParams
+
+        backend._one("ping", SamplingParams(max_new_tokens=1, temperature=0.0), 0, True)
+        return
+    except BackendError as e:
+        asked = e
+    if listed is not None and not names:
+        checker.add(WHERE + ("base_url",), f"the server did not answer GET /models: {listed}; nor a 1-token "
+                                           f"request for {model!r}: {asked}",
                     hint="start the server (README: 'Serving the model'), or fix base_url / OPENAI_BASE_URL")
         return
-    if model not in names:
-        checker.add(WHERE + ("served_model",), f"the server at {url} does not serve {model!r}",
-                    expected=" | ".join(names[:10]) or "a served model", found=model,
-                    hint="set model.backend.served_model to one of the names the server lists")
+    checker.add(WHERE + ("served_model",), f"the server at {url} does not serve {model!r} (a 1-token request: {asked})",
+                expected=" | ".join(names[:10]) or "a served model", found=model,
+                hint="set model.backend.served_model to one of the names the server lists")
