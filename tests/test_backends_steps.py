@@ -93,3 +93,34 @@ def test_model_judge_on_its_own_served_model(workspace, tmp_path):  # noqa: F811
         assert all("echo" in r["judge_raw"] for r in judged), judged[0]["judge_raw"]  # the served judge's raw reply
     finally:
         stub.server.shutdown()
+
+
+def test_sa_sft_dialogues_on_the_served_backend(workspace, tmp_path):  # noqa: F811
+    from selfaug_compiler.recipe.schema import Sampling, SaSftParams
+
+    stub = StubServer()
+    try:
+        base = served(workspace, stub.url, name="sasrv")
+        aug = SaSftParams(n_dialogues=4, ratio=0.5, turns=2, topics=["tea", "chess"], max_repetition=1.0,
+                          sampling=Sampling(max_new_tokens=6))
+        # chunks of 2 dialogues, 2 turns of (user, assistant): 8 requests a chunk; the first chunk lands
+        stub.script = ["ok"] * 8 + ["500"] * 50
+        execution = base.execution.model_copy(update={"generate_batch_size": 2})
+        recipe = base.model_copy(update={"augment": aug, "execution": execution})
+        store = tmp_path / "store.duckdb"
+        with pytest.raises(StepFailed, match="no answer after 2 attempts"):
+            run_until_mix(workspace, recipe, store)
+        with open_store(store) as s:
+            assert len(s.staged(ids(PlanBuilder(recipe, workspace).build())["generate.self_dialogue"])) == 2
+        stub.script = []
+        before = len(stub.bodies)
+        _, summary = run_until_mix(workspace, recipe, store)
+        dialogues = rows_of(store, summary, "generate.self_dialogue")
+        assert len(dialogues) == 4 and len({d["key"] for d in dialogues}) == 4
+        for d in dialogues:
+            assert [m["role"] for m in json.loads(d["messages"])] == ["user", "assistant"] * 2
+            assert json.loads(d["meta"])["backend"]["backend"] == "openai"
+        assert all(body["model"] == "stub-model" for body in stub.bodies)
+        assert len(stub.bodies) - before == 8  # only the dialogues not staged
+    finally:
+        stub.server.shutdown()

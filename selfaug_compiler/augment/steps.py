@@ -90,7 +90,9 @@ def _generate_answers(ctx: StepContext) -> dict[str, Any]:
 def _generate_dialogues(ctx: StepContext) -> dict[str, Any]:
     """SA-SFT: dialogues are built in chunks of one batch; each finished chunk is staged."""
     from selfaug_compiler.augment import sa_sft
-    from selfaug_compiler.generate.engine import SamplingParams, generate
+    from selfaug_compiler.generate.backends.base import BackendError
+    from selfaug_compiler.generate.backends.steps import backend_of, step_failure, with_backend_meta
+    from selfaug_compiler.generate.engine import SamplingParams
 
     params = ctx.step.params
     aug = params.get("augment") or {}
@@ -108,14 +110,19 @@ def _generate_dialogues(ctx: StepContext) -> dict[str, Any]:
         loaded = C.load_step_model(ctx)
         sp = SamplingParams(**sampling)
         size = _batch_size(ctx)
-        gen_fn = lambda prompts, seeds: generate(loaded, prompts, sp, seeds=seeds, batch_size=size, progress=False)  # noqa: E731
+        backend = backend_of(loaded)
+        gen_fn = lambda prompts, seeds: backend.generate(prompts, sp, seeds=seeds, batch_size=size, progress=False)  # noqa: E731
         ctx.progress(stats["resumed_rows"], len(plan), unit="dialogues")
         for start in range(0, len(todo), size):
-            states = sa_sft.run_dialogues(todo[start:start + size], turns=int(aug.get("turns", 1)), template=template,
-                                          recipe_dir=ctx.recipe_dir, seed=seed, generate_fn=gen_fn)
-            rows = [sa_sft.dialogue_row(s, loaded=loaded, step_id=ctx.step.id, template_hash=thash, sampling=sampling,
-                                        max_repetition=float(aug.get("max_repetition", 0.3)),
-                                        accept_truncated=bool(aug.get("accept_truncated"))) for s in states]
+            try:
+                states = sa_sft.run_dialogues(todo[start:start + size], turns=int(aug.get("turns", 1)), template=template,
+                                              recipe_dir=ctx.recipe_dir, seed=seed, generate_fn=gen_fn)
+            except BackendError as e:
+                step_failure(ctx, e, stats)  # staged chunks are kept: the same command resumes
+            rows = [with_backend_meta(sa_sft.dialogue_row(
+                s, loaded=loaded, step_id=ctx.step.id, template_hash=thash, sampling=sampling,
+                max_repetition=float(aug.get("max_repetition", 0.3)), accept_truncated=bool(aug.get("accept_truncated"))),
+                loaded, None) for s in states]
             ctx.store.stage(ctx.step.id, rows)
             stats["generated_rows"] += len(rows)
             ctx.progress(stats["resumed_rows"] + stats["generated_rows"], len(plan), unit="dialogues")
