@@ -15,7 +15,9 @@ pairs/s, code_exec tests/s; --skip-judges leaves them out).
 Measured 2026-12-04 on the shared 2-core CPU (load 6-10 from other jobs, so compare CPU seconds),
 ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_generate.py --n 64 --dtype float32 --skip-judges``:
 (a) 7708 tokens, 52.5 tok/CPU-s (25.1 tok/s wall); (b) 7708 tokens (the same greedy tokens),
-49.9 tok/CPU-s (23.5 tok/s wall): the engine is 1.05x batched ``generate``, not the 1.5x aimed at.
+49.9 tok/CPU-s (23.5 tok/s wall): the engine is 1.05x batched ``generate``, not the 1.5x aimed at;
+(c) ``generate_batch`` 7708 tokens, 22.8 tok/CPU-s (11.0 tok/s wall, paged attention on CPU);
+the engine before continuous batching (commit c025764~1, same run conditions): 45.5 tok/CPU-s.
 Why: the 64 self-answers average 120 of the 128 allowed tokens, so waiting for a batch's
 longest row wastes at most ~6% of row-steps, which is all continuous batching can win back; on
 CPU a decode step of the 135M model at batch 16 is matmul-bound, so fewer host syncs or a static
