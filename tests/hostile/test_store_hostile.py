@@ -139,7 +139,7 @@ def test_full_disk_during_import(work, size, rows):
         assert_clean(result, 2, "disk", "full", "free space", limit_s=30)
         assert_verifies(store, work)
         listed = selfaug("data", "--store", str(store), "ls", "--format", "json", cwd=work)
-        assert [d["name"] for d in __import__("json").loads(listed.output)] == ["small"]
+        assert [d["name"] for d in __import__("json").loads(listed.stdout)] == ["small"]
 
 
 RECIPE = """\
@@ -222,7 +222,7 @@ def test_bad_dataset_names_and_tags_are_refused(work, name):
     assert_clean(selfaug("data", "--store", "s.duckdb", "tag", "ds@1", name, cwd=work), 2, "invalid tag")
     assert_verifies(work / "s.duckdb", work)
     listed = selfaug("data", "--store", "s.duckdb", "ls", "--format", "json", cwd=work)
-    assert [d["name"] for d in __import__("json").loads(listed.output)] == ["ds"]
+    assert [d["name"] for d in __import__("json").loads(listed.stdout)] == ["ds"]
 
 
 def test_error_messages_clip_absurd_names(work):
