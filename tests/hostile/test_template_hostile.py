@@ -15,6 +15,14 @@ import pytest
 from selfaug_compiler.compile.sandbox import prompt_environment
 from tests.hostile.recipe_cli import BASE, SECRET, assert_refused, project, selfaug, write
 
+PACKAGED_MODEL = 'model: {ref: "packaged:smollm2-135m-instruct"}'
+
+
+def with_chat_template(path: str) -> str:
+    """BASE with its model section naming a chat template file."""
+    assert PACKAGED_MODEL in BASE
+    return BASE.replace(PACKAGED_MODEL, PACKAGED_MODEL[:-1] + f", chat_template: {path}}}")
+
 SA_SFT = "augment: {method: sa_sft, template: %s}\n"
 CHATML = ("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
           "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
@@ -108,14 +116,14 @@ def test_the_guard_leaves_ordinary_templates_alone() -> None:
 def test_chat_template_is_rendered_in_the_sandbox_at_validate(tmp_path: Path, source: str, words: str) -> None:
     proj = project(tmp_path)
     write(proj, "chat.j2", source)
-    write(proj, "r.yaml", BASE + "model: {chat_template: chat.j2}\n")
+    write(proj, "r.yaml", with_chat_template("chat.j2"))
     assert_refused(selfaug("validate", "r.yaml", cwd=proj), "model.chat_template", words)
 
 
 def test_a_good_chat_template_validates(tmp_path: Path) -> None:
     proj = project(tmp_path)
     write(proj, "chat.j2", CHATML)
-    write(proj, "r.yaml", BASE + "model: {chat_template: chat.j2}\n")
+    write(proj, "r.yaml", with_chat_template("chat.j2"))
     result = selfaug("validate", "r.yaml", cwd=proj)
     assert result.code == 0, result.output
 
@@ -127,7 +135,7 @@ OUTSIDE = [
     ("data file", BASE.replace("{kind: packaged, name: gsm8k}", "{kind: file, path: ../secret.txt}")),
     ("data file", BASE.replace("{kind: packaged, name: gsm8k}", "{kind: file, path: '{secret}'}")),
     ("topics file", BASE + "augment: {method: sa_sft, topics: ../secret.txt}\n"),
-    ("chat template", BASE + "model: {chat_template: ../secret.txt}\n"),
+    ("chat template", with_chat_template("../secret.txt")),
     ("benchmark file", BASE.replace("eval: {retention: [arc_easy], limit: 10}",
                                     "eval: {retention: [arc_easy], custom: [{name: c, path: ../secret.txt}]}")),
     ("`extends` names", "extends: ../secret.txt\n" + BASE),
