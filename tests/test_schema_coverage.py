@@ -72,7 +72,14 @@ FLIPS: dict[str, Any] = {
     "eval.packaged": {"arc_easy": {"num_fewshot": 1}},
     "execution.torch_threads": 3, "execution.slurm.partition": "gpu", "execution.slurm.time": "01:00:00",
     "execution.num_nodes": 2,
+    "model.backend.kind": "transformers",
 }
+for _prefix in ("model.backend", "augment[S3ftParams].judge.model.backend"):
+    FLIPS.update({f"{_prefix}.served_model": "other-model", f"{_prefix}.base_url": "http://127.0.0.1:9/v1",
+                  f"{_prefix}.api_key_env": "OTHER_KEY", f"{_prefix}.max_model_len": 2048})
+FLIPS.update({"augment[S3ftParams].judge.model.ref": "models/m", "augment[S3ftParams].judge.model.revision": "v2",
+              "augment[S3ftParams].judge.model.chat_template": "chat.jinja",
+              "augment[S3ftParams].judge.model.backend.kind": "transformers"})
 # Extra settings a flip needs to be valid or to reach the part that reads it (path -> overrides).
 CONTEXT: dict[str, dict[str, Any]] = {
     "train.lora": {"train.method": "lora"}, "train.freeze": {"train.method": "freeze"},
@@ -80,6 +87,11 @@ CONTEXT: dict[str, dict[str, Any]] = {
     "execution.generate_batch_size": {"augment": {"method": "sa_sft"}}, "train.loss.beta": {"train.loss.kind": "kl"}, "eval.lm_eval.tasks": {"eval.retention": ["lm_eval:arc_easy"]},
     "eval.lm_eval.include_path": {"eval.retention": ["lm_eval:arc_easy"]},
     "eval.noise_batch_size": {"eval.noise_floor": True},
+    # a served backend: generate steps exist (s3ft) and carry the backend's speed settings
+    "model.backend": {"augment": {"method": "s3ft"}, "model.backend": {"kind": "openai"}},
+    "augment[S3ftParams].judge.model": {"augment.judge.kind": "model",
+                                        "augment.judge.model": {"ref": "packaged:smollm2-135m-instruct",
+                                                                "backend": {"kind": "openai"}}},
     "interpolate": {"interpolate": {"alphas": [0.5]}},
     "diagnose": {"diagnose": {"kl_to_base": True}, "task.split.heldout": 8},
 }

@@ -24,7 +24,7 @@ def add_interpolation(builder: Any, train: str, evals: list[dict[str, Any]], fin
     for alpha in spec.alphas:
         label = alpha_label(alpha)
         interp = builder.add(Step(f"interpolate.{label}", "interpolate", inputs=[train],
-                                  params={"alpha": alpha, "model": builder.model},
+                                  params={"alpha": alpha, "model": builder.local_model},
                                   outputs={"model": f"{builder.recipe.name}-{label}"}))
         for entry in finals:
             source = steps[entry["step"]]

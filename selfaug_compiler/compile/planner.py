@@ -35,6 +35,8 @@ class PlanBuilder:
         self.base_dir = base_dir
         self.steps: list[Step] = []
         self.model = model_param(recipe.model, base_dir)
+        # train and evaluate load the weights in-process whatever serves generation: the backend stays out of their ids
+        self.local_model = {**self.model, "spec": {k: v for k, v in self.model["spec"].items() if k != "backend"}}
         ex = recipe.execution
         threads = {"torch_threads": ex.torch_threads} if ex.torch_threads is not None else {}
         self.gen_speed = {"batch_size": ex.generate_batch_size, "device": ex.device,
@@ -115,7 +117,7 @@ class PlanBuilder:
                             outputs={"dataset": f"{self.recipe.name}-mix{sfx}"}))
         ex = self.recipe.execution
         train = self.add(Step(f"train{sfx}", "train", inputs=[mix.name] + ([previous_train] if previous_train else []),
-                              params={"train": content_view(stage.train), "model": self.model, "seed": self.recipe.seed,
+                              params={"train": content_view(stage.train), "model": self.local_model, "seed": self.recipe.seed,
                                       "system_prompt": stage.task.system_prompt,
                                       "chat_template": self.recipe.model.chat_template,
                                       **chat_template_param(self.recipe.model.chat_template, self.base_dir)},
@@ -152,7 +154,7 @@ class PlanBuilder:
             params["replicate"] = replicate
         # After-evals carry the base model too: its dtype/template settings apply to the trained
         # artifact, so before and after are scored the same way.
-        params["model"] = self.model
+        params["model"] = self.local_model
         return self.add(Step(name, "evaluate", params=params, inputs=inputs, speed=dict(self.eval_speed),
                              outputs={"results": name}))
 

@@ -407,10 +407,14 @@ def is_speed_field(model: type[BaseModel], name: str) -> bool:
 
 
 def _omitted_default(value: BaseModel, name: str) -> bool:
-    """An ``added_field`` left at its default (not part of content ids)."""
+    """An ``added_field`` whose content equals its default's (not part of content ids): a section that
+    differs from its default only in speed fields is omitted too."""
     info = type(value).model_fields[name]
     extra = info.json_schema_extra
-    return isinstance(extra, dict) and bool(extra.get("x-id-omit-default")) and getattr(value, name) == info.default
+    if not (isinstance(extra, dict) and extra.get("x-id-omit-default")):
+        return False
+    current = getattr(value, name)
+    return current == info.default or content_view(current) == content_view(info.default)
 
 
 def content_view(value: Any) -> Any:
