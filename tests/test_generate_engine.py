@@ -152,3 +152,20 @@ def test_refill_keeps_rows_equal_to_alone_and_to_hf_generate(tiny):
     assert len({len(ids) for ids, _ in together.values()}) > 1
     for i in order:
         assert together[i] == run(sampled, stops, 1, [i])[i]
+
+
+def test_progress_inside_a_batch_reports_decoded_tokens(tiny, monkeypatch):
+    """One batch that decodes for a long time still reports: after each decode step (throttled to
+    one call a second), with the count of finished prompts unchanged and the tokens decoded."""
+    import selfaug_compiler.generate.engine as engine
+
+    clock = iter(range(0, 10_000, 2))  # every reading of the clock is 2 s after the previous one
+    monkeypatch.setattr(engine.time, "perf_counter", lambda: float(next(clock)))
+    calls: list[tuple[int, str]] = []
+    params = SamplingParams(temperature=0.0, max_new_tokens=6)
+    out = generate(tiny, PROMPTS[:4], params, batch_size=4, progress=lambda done, total, **kw: calls.append((done, kw.get("note", ""))))
+    inside = [(done, note) for done, note in calls if "tokens decoded" in note]
+    assert inside and all(done < 4 for done, _ in inside)
+    decoded = [int(note.split()[0]) for _, note in inside]
+    assert decoded == sorted(decoded) and decoded[-1] <= sum(g.new_tokens for g in out) + len(out)
+    assert calls[-1][0] == 4

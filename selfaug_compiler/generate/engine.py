@@ -174,7 +174,7 @@ def generate(
 
     try:
         order = [i for batch in length_sorted_batches([len(e) for e in encoded], size) for i in batch]
-        decode_stream(loaded, encoded, order, params, seeds, stops, size, on_row)
+        decode_stream(loaded, encoded, order, params, seeds, stops, size, on_row, on_step=bar.tick)
         if finished:
             flush()
     finally:
@@ -190,8 +190,8 @@ class _Throughput:
 
         self.own = Progress("generate") if progress is True and total else None
         self.report = self.own if self.own is not None else (progress if callable(progress) else None)
-        self.total, self.done, self.tokens = total, 0, 0
-        self.start = time.perf_counter()
+        self.total, self.done, self.tokens, self.decoded = total, 0, 0, 0
+        self.start = self.last_tick = time.perf_counter()
         if self.report is not None:
             self.report(0, total, unit="prompts")
 
@@ -201,6 +201,17 @@ class _Throughput:
         if self.report is not None:
             rate = self.tokens / max(1e-9, time.perf_counter() - self.start)
             self.report(self.done, self.total, unit="prompts", note=f"{rate:.1f} tok/s")
+
+    def tick(self, new_tokens: int) -> None:
+        """A decode step produced ``new_tokens``: report at most once a second with the count of
+        prompts unchanged (progress.Progress prints a plain line only once per interval), so a
+        batch that decodes for minutes is not silent."""
+        self.decoded += new_tokens
+        now = time.perf_counter()
+        if self.report is not None and now - self.last_tick >= 1.0:
+            self.last_tick = now
+            rate = self.decoded / max(1e-9, now - self.start)
+            self.report(self.done, self.total, unit="prompts", note=f"{self.decoded} tokens decoded, {rate:.1f} tok/s")
 
     def close(self) -> None:
         if self.own is not None:

@@ -79,9 +79,11 @@ class _Batch:
 
 
 def decode_stream(loaded: Any, encoded: list[list[int]], order: list[int], params: Any, seeds: list[int],
-                  stops: set[int], batch_size: int, on_row: OnRow) -> None:
+                  stops: set[int], batch_size: int, on_row: OnRow,
+                  on_step: Callable[[int], None] | None = None) -> None:
     """Decode the prompts ``encoded[i]`` for ``i`` in ``order`` with ``batch_size`` slots; calls
-    ``on_row(i, new_token_ids, finish_reason)`` as each row finishes."""
+    ``on_row(i, new_token_ids, finish_reason)`` as each row finishes and ``on_step(tokens)`` after
+    every decode step (the tokens it produced), so a caller can show progress inside a batch."""
     import torch
     from transformers import DynamicCache
 
@@ -121,6 +123,8 @@ def decode_stream(loaded: Any, encoded: list[list[int]], order: list[int], param
                 batch.join(new, cache, mask, positions[:, -1:])
                 logits = new_logits if logits is None else torch.cat([logits, new_logits], dim=0)
             tokens = pick_tokens(logits, params, [gens[r] for r in batch.rows]).tolist()
+            if on_step is not None:
+                on_step(len(tokens))
             keep = []
             for slot, (row, tok) in enumerate(zip(batch.rows, tokens)):
                 if tok in stops:
