@@ -69,7 +69,7 @@ class ModelSpec(Strict):
     ref: str = Field("packaged:smollm2-135m-instruct", description="packaged:NAME | hub id | local path")
     revision: str | None = Field(None, description="hub revision (branch, tag or commit)")
     dtype: DType = Field("auto", description="auto = bf16 where the hardware runs it fast, else fp32")
-    chat_template: str | None = Field(None, description="path to a jinja chat template overriding the tokenizer's")
+    chat_template: str | None = Field(None, description="chat template overriding the tokenizer's: a jinja file (relative to the recipe) or a template shipped with selfaug (chatml)")
     trust_remote_code: bool = False
     backend: BackendSpec = added_field(BackendSpec(), description="generation backend (recipe/schema_backends.py)")
 
