@@ -1,0 +1,88 @@
+"""The validate half of issue 11.5's table (input kinds x sources), one test id per case: each file
+format (jsonl, json, csv, parquet) with prompt/response, each shape (prompt/response,
+prompt/completion, Alpaca, messages, ShareGPT) in jsonl, detected (task.format: auto), and a model
+without a chat template with and without one named. Accepted cases exit 0; refused ones exit 2 and
+name the fix. Not yet here: running ingest + generate + train + eval on each accepted case
+(tests/test_validate_implies_run.py, still to write), hub ids, save_to_disk, GGUF, benchmarks,
+completion-style models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from selfaug_compiler.cli import main
+from tests.tiny_models import build_tiny_model
+
+ROWS = {
+    "prompt_response": [{"prompt": f"{i}+{i}?", "response": str(2 * i)} for i in range(6)],
+    "prompt_completion": [{"prompt": f"{i}+{i}?", "completion": str(2 * i)} for i in range(6)],
+    "alpaca": [{"instruction": "Add.", "input": f"{i}+{i}", "output": str(2 * i)} for i in range(6)],
+    "messages": [{"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": f"{i}+{i}?"},
+                               {"role": "assistant", "content": str(2 * i)}]} for i in range(6)],
+    "sharegpt": [{"conversations": [{"from": "human", "value": f"{i}+{i}?"}, {"from": "gpt", "value": str(2 * i)}]}
+                 for i in range(6)],
+}
+
+
+def write_data(folder: Path, shape: str, fmt: str) -> str:
+    rows = ROWS[shape]
+    path = folder / f"t.{fmt}"
+    if fmt == "jsonl":
+        path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    elif fmt == "json":
+        path.write_text(json.dumps(rows))
+    else:
+        import pandas as pd
+
+        frame = pd.DataFrame(rows)
+        frame.to_csv(path, index=False) if fmt == "csv" else frame.to_parquet(path, index=False)
+    return path.name
+
+
+def write_recipe(folder: Path, data: str, model_extra: str = "", shape: str = "") -> Path:
+    fields = ", fields: {prompt: prompt, response: response}" if shape == "prompt_response" else ""
+    (folder / "r.yaml").write_text(
+        f"name: m\nmodel: {{ref: ./tiny, dtype: float32{model_extra}}}\n"
+        f"task: {{name: t, source: {{kind: file, path: {data}}}, format: auto{fields}, split: {{heldout: 2}}}}\n"
+        "train: {max_length: 64}\neval: {retention: [], in_domain: []}\n")
+    return folder / "r.yaml"
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("m") / "tiny"
+    build_tiny_model(folder)
+    return folder
+
+
+def place(tmp_path: Path, tiny: Path, bare: bool = False) -> None:
+    import shutil
+
+    shutil.copytree(tiny, tmp_path / "tiny")
+    if bare:
+        config = json.loads((tmp_path / "tiny" / "tokenizer_config.json").read_text())
+        config.pop("chat_template", None)
+        (tmp_path / "tiny" / "tokenizer_config.json").write_text(json.dumps(config))
+        (tmp_path / "tiny" / "chat_template.jinja").unlink(missing_ok=True)
+
+
+CASES = [(s, "jsonl") for s in ROWS] + [("prompt_response", f) for f in ("json", "csv", "parquet")]
+
+
+@pytest.mark.parametrize("shape,fmt", CASES, ids=[f"{s}-{f}" for s, f in CASES])
+def test_validate_accepts_each_shape_and_file_format(tmp_path, tiny, capsys, shape, fmt):
+    place(tmp_path, tiny)
+    assert main(["validate", str(write_recipe(tmp_path, write_data(tmp_path, shape, fmt), shape=shape))]) == 0, capsys.readouterr()
+
+
+@pytest.mark.parametrize("template,code", [(None, 2), ("chatml", 0)], ids=["no-template-refused", "chatml-named"])
+def test_a_model_without_a_chat_template(tmp_path, tiny, capsys, template, code):
+    place(tmp_path, tiny, bare=True)
+    extra = f", chat_template: {template}" if template else ""
+    assert main(["validate", str(write_recipe(tmp_path, write_data(tmp_path, "messages", "jsonl"), extra))]) == code
+    if code == 2:
+        err = capsys.readouterr().err
+        assert "has no chat template" in err and "model.chat_template" in err and "chatml" in err
