@@ -1,10 +1,11 @@
 """The validate half of issue 11.5's table (input kinds x sources), one test id per case: each file
 format (jsonl, json, csv, parquet) with prompt/response, each shape (prompt/response,
 prompt/completion, Alpaca, messages, ShareGPT) in jsonl, detected (task.format: auto), and a model
-without a chat template with and without one named. Accepted cases exit 0; refused ones exit 2 and
-name the fix. Not yet here: running ingest + generate + train + eval on each accepted case
-(tests/test_validate_implies_run.py, still to write), hub ids, save_to_disk, GGUF, benchmarks,
-completion-style models."""
+without a chat template with and without one named, a GGUF file with and without a chat template,
+each installed packaged benchmark name and an unknown one. Accepted cases exit 0; refused ones exit
+2 (naming the fix where checked). Not yet here: running ingest + generate + train + eval on each
+accepted case (tests/test_validate_implies_run.py, still to write), hub ids, save_to_disk, custom
+benchmark files, completion-style models."""
 
 from __future__ import annotations
 
@@ -86,3 +87,30 @@ def test_a_model_without_a_chat_template(tmp_path, tiny, capsys, template, code)
     if code == 2:
         err = capsys.readouterr().err
         assert "has no chat template" in err and "model.chat_template" in err and "chatml" in err
+
+
+@pytest.mark.parametrize("template,code", [(True, 0), (False, 2)], ids=["gguf-with-template", "gguf-without-refused"])
+def test_a_gguf_model_file(tmp_path, tiny, capsys, template, code):
+    from tests.tiny_gguf import write_tiny_gguf
+
+    write_tiny_gguf(tiny, tmp_path / "m.gguf", chat_template=template)
+    recipe = write_recipe(tmp_path, write_data(tmp_path, "messages", "jsonl"))
+    recipe.write_text(recipe.read_text().replace("ref: ./tiny", "ref: ./m.gguf"))
+    assert main(["validate", str(recipe)]) == code, capsys.readouterr()
+    if code == 2:
+        assert "model.chat_template" in capsys.readouterr().err
+
+
+def _benchmarks() -> list[str]:
+    from selfaug_compiler.evaluate.catalog import installed_benchmarks
+
+    return sorted(installed_benchmarks())
+
+
+@pytest.mark.parametrize("name", _benchmarks() + ["no_such_benchmark"])
+def test_each_benchmark_name(tmp_path, tiny, capsys, name):
+    place(tmp_path, tiny)
+    recipe = write_recipe(tmp_path, write_data(tmp_path, "messages", "jsonl"))
+    recipe.write_text(recipe.read_text().replace("retention: []", f"retention: [{name}]"))
+    code = main(["validate", str(recipe)])
+    assert code == (2 if name == "no_such_benchmark" else 0), capsys.readouterr()
