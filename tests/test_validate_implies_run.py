@@ -1,4 +1,4 @@
-"""The validate half of issue 11.5's table (input kinds x sources), one test id per case: each file
+"""Issue 11.5's table, validate ⇒ run (input kinds x sources), one test id per case: each file
 format (jsonl, json, csv, parquet) with prompt/response, each shape (prompt/response,
 prompt/completion, Alpaca, messages, ShareGPT) in jsonl, detected (task.format: auto), and a model
 without a chat template with and without one named, a GGUF file with and without a chat template,
