@@ -19,26 +19,12 @@ from selfaug_compiler.recipe.schema_backends import BackendSpec
 from selfaug_compiler.recipe.schema_diagnose import DiagnoseSpec
 from selfaug_compiler.recipe.schema_interpolate import InterpolateSpec
 from selfaug_compiler.recipe.schema_loss import LossSpec
+from selfaug_compiler.recipe.content_ids import (  # noqa: F401  (re-exported: the one place ids are defined)
+    SPEED, added_field, content_view, is_speed_field, speed_field,
+)
 
-SPEED = "speed"
 TargetSource = Literal["gold", "self", "paraphrase", "rewrite", "self_dialogue", "replay"]
 DType = Literal["auto", "float32", "bfloat16", "float16"]
-
-
-def speed_field(default: Any = ..., **kwargs: Any) -> Any:
-    """A field that only changes speed (batch sizes, devices, workers): excluded from step ids."""
-    extra = dict(kwargs.pop("json_schema_extra", None) or {})
-    extra["x-affects"] = SPEED
-    return Field(default, json_schema_extra=extra, **kwargs)
-
-
-def added_field(default: Any, **kwargs: Any) -> Any:
-    """A content field added after recipes were run: at its default it stays out of content ids,
-    so adding it left the ids of recipes that do not set it as they were. Never change such a
-    default; where the default changes outputs, bump ``plan.IMPL_VERSIONS`` of the affected kinds."""
-    extra = dict(kwargs.pop("json_schema_extra", None) or {})
-    extra["x-id-omit-default"] = True
-    return Field(default, json_schema_extra=extra, **kwargs)
 
 
 ACCEPT_TRUNCATED_HELP = ("accept generations cut off at max_new_tokens (finish reason `length`) as training "
@@ -398,36 +384,3 @@ class Recipe(Strict):
             StageSpec(task=s.task, augment=s.augment or self.augment, train=s.train or self.train)
             for s in self.stages
         ]
-
-
-def is_speed_field(model: type[BaseModel], name: str) -> bool:
-    info = model.model_fields[name]
-    extra = info.json_schema_extra
-    return isinstance(extra, dict) and extra.get("x-affects") == SPEED
-
-
-def _omitted_default(value: BaseModel, name: str) -> bool:
-    """An ``added_field`` whose content equals its default's (not part of content ids): a section that
-    differs from its default only in speed fields is omitted too."""
-    info = type(value).model_fields[name]
-    extra = info.json_schema_extra
-    if not (isinstance(extra, dict) and extra.get("x-id-omit-default")):
-        return False
-    current = getattr(value, name)
-    return current == info.default or content_view(current) == content_view(info.default)
-
-
-def content_view(value: Any) -> Any:
-    """The value without its speed fields (and ``added_field``s at their default), as plain JSON
-    data (for content ids)."""
-    if isinstance(value, BaseModel):
-        return {
-            name: content_view(getattr(value, name))
-            for name in type(value).model_fields
-            if not is_speed_field(type(value), name) and not _omitted_default(value, name)
-        }
-    if isinstance(value, (list, tuple)):
-        return [content_view(v) for v in value]
-    if isinstance(value, dict):
-        return {k: content_view(v) for k, v in value.items()}
-    return value

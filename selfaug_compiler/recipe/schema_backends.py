@@ -11,10 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-
-def _speed(default, **kw):
-    """schema.speed_field (defined here too: schema.py imports this module before it defines it)."""
-    return Field(default, json_schema_extra={"x-affects": "speed"}, **kw)
+from selfaug_compiler.recipe.content_ids import speed_field as _speed
 
 
 class BackendSpec(BaseModel):
