@@ -19,7 +19,7 @@ MODEL_DIR = "model"
 def execute(ctx: StepContext) -> StepResult:
     from selfaug_compiler.models.fingerprint import folder_fingerprint
     from selfaug_compiler.models.interpolate import INTERPOLATE_META, save_interpolated
-    from selfaug_compiler.models.reference import parse_ref
+    from selfaug_compiler.train.step import recipe_model_ref
 
     alpha = float(ctx.step.params["alpha"])
     target = ctx.work_dir / MODEL_DIR
@@ -28,11 +28,9 @@ def execute(ctx: StepContext) -> StepResult:
     tuned = [r.model for r in ctx.inputs.values() if r.model]
     if len(tuned) != 1:
         raise StepFailed(ctx.step.name, "the interpolate step needs exactly one train step as input")
-    spec = ctx.step.params["model"]["spec"]
-    parsed = parse_ref(spec["ref"], revision=spec.get("revision"), base_dir=ctx.recipe_dir)
-    base_ref = str(Path(parsed.name).resolve()) if parsed.kind in ("local", "gguf") else spec["ref"]
+    base_ref, base_revision = recipe_model_ref(ctx)
     ctx.progress(0, 1, "interpolate", unit="models")
-    fingerprint = save_interpolated(base_ref, Path(tuned[0]), alpha, target, base_revision=spec.get("revision"),
+    fingerprint = save_interpolated(base_ref, Path(tuned[0]), alpha, target, base_revision=base_revision,
                                     base_dir=ctx.recipe_dir)
     ctx.progress(1, 1, "interpolate", unit="models")
     return StepResult(model=str(target), model_fingerprint=fingerprint, metrics={"alpha": alpha})

@@ -51,9 +51,14 @@ def base_model(ctx: StepContext) -> tuple[str, str | None]:
         result = ctx.inputs.get(name)
         if result is not None and result.model:
             return result.model, None
-    spec = ctx.step.params["model"]["spec"]
+    return recipe_model_ref(ctx)
+
+
+def recipe_model_ref(ctx: StepContext) -> tuple[str, str | None]:
+    """The recipe's base model as a loadable ref (a local folder or GGUF file made absolute) and its revision."""
     from selfaug_compiler.models.reference import parse_ref
 
+    spec = ctx.step.params["model"]["spec"]
     parsed = parse_ref(spec["ref"], revision=spec.get("revision"), base_dir=ctx.recipe_dir)
     ref = str(Path(parsed.name).resolve()) if parsed.kind in ("local", "gguf") else spec["ref"]
     return ref, spec.get("revision")
