@@ -99,8 +99,14 @@ def test_generations_in_order_with_seed_finish_reason_and_batches(stub):
 
 
 def test_completions_mode_sends_prompt(stub):
-    gens = backend(stub, mode="completions").generate(["raw"], SamplingParams(), seeds=[1])
-    assert gens[0].text == "echo raw seed=1" and stub.bodies[0]["prompt"] == "raw"
+    """Completions mode serves a completion-style model: a step's prompt (chat=None) goes in the
+    training format (prompt + newline, models/completion.py); chat=False sends it as given."""
+    done = backend(stub, mode="completions").generate(["raw"], SamplingParams(), seeds=[1])
+    assert stub.bodies[0]["prompt"] == "raw\n" and done[0].text.startswith("echo raw")
+    as_given = backend(stub, mode="completions").generate(["raw"], SamplingParams(), seeds=[1], chat=False)
+    assert as_given[0].text == "echo raw seed=1" and stub.bodies[1]["prompt"] == "raw"
+    with pytest.raises(BackendError, match="set mode: chat"):
+        backend(stub, mode="completions").generate(["raw"], SamplingParams(), seeds=[1], chat=True)
 
 
 @pytest.mark.parametrize("faults", [["429"], ["500", "500"], ["hang"]])

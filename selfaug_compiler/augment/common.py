@@ -50,6 +50,7 @@ def model_spec(params: dict[str, Any]) -> dict[str, Any]:
 
 def load_step_model(ctx: StepContext, params: dict[str, Any] | None = None) -> Any:
     """The loaded model, or the step's generation backend when ``model.backend.kind`` is not transformers."""
+    from selfaug_compiler.models.completion import prompt_format
     from selfaug_compiler.models.loading import load_model
 
     spec = model_spec(params if params is not None else ctx.step.params)
@@ -62,7 +63,7 @@ def load_step_model(ctx: StepContext, params: dict[str, Any] | None = None) -> A
                       dtype=spec.get("dtype", "auto"), device=ctx.step.speed.get("device", "auto"),
                       trust_remote_code=bool(spec.get("trust_remote_code", False)),
                       chat_template=str(ctx.resolve_path(template)) if template else None,
-                      base_dir=ctx.recipe_dir)
+                      base_dir=ctx.recipe_dir, prompt_format=prompt_format(spec))
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -137,7 +138,7 @@ def pending(ctx: StepContext, items: list[WorkItem]) -> tuple[list[WorkItem], in
 
 
 def generate_staged(ctx: StepContext, loaded: Any, items: list[WorkItem], sampling: dict[str, Any],
-                    to_row: Callable[[WorkItem, Any], dict[str, Any]], *, chat: bool = True) -> dict[str, int]:
+                    to_row: Callable[[WorkItem, Any], dict[str, Any]], *, chat: bool | None = None) -> dict[str, int]:
     """Generate the items not yet staged, staging each finished batch; returns counts."""
     from selfaug_compiler.generate.engine import SamplingParams
 

@@ -22,6 +22,7 @@ from selfaug_compiler.compile.budget import StageData, estimate_budget, split_ro
 from selfaug_compiler.compile.benchmark_checks import check_benchmarks
 from selfaug_compiler.compile.known_benchmarks import installed_task_sources
 from selfaug_compiler.compile.launch_checks import check_launch
+from selfaug_compiler.compile.prompt_format_checks import check_prompt_format
 from selfaug_compiler.compile.model_info import ModelInfo
 from selfaug_compiler.compile.templates import (
     render_chat_template,
@@ -103,6 +104,7 @@ class Checker:
             self.report.data.append(StageData(source, replay))
         self.check_eval(stages)
         self.check_chat_template()
+        check_prompt_format(self, stages, [d.task for d in self.report.data])  # compile/prompt_format_checks.py
         check_launch(self)  # compile/launch_checks.py: strategy, QLoRA, 8-bit optimizer, nodes
         self.report.model = model_checks.check_model(self, stages)
         self.report.budget = estimate_budget(self.recipe, self.report.model, self.report.data)
@@ -274,6 +276,8 @@ class Checker:
         from selfaug_compiler.models import chat_templates as ct
 
         name, at = self.recipe.model.chat_template, ("model", "chat_template")
+        if self.recipe.model.prompt_format == "completion":
+            return  # a completion-style base model: no template (compile/prompt_format_checks.py)
         if not name:
             spec = self.recipe.model
             try:
@@ -283,9 +287,10 @@ class Checker:
             if has is False:
                 self.add(("model", "ref"), f"the model `{spec.ref}` has no chat template (its tokenizer config "
                          "names none), so prompts and training rows cannot be formatted as conversations",
-                         expected="a model with a chat template, or model.chat_template",
+                         expected="a model with a chat template, model.chat_template, or a completion-style base model",
                          hint="set model.chat_template to a template shipped with selfaug ("
-                              + ", ".join(ct.named_chat_templates()) + ") or to a jinja file next to the recipe")
+                              + ", ".join(ct.named_chat_templates()) + ") or to a jinja file next to the recipe; "
+                              "or, for a base model used on raw text, model.prompt_format: completion")
             return
         path = ct.chat_template_file(name, self.loaded.base_dir)
         if self.outside(at, path, "chat template"):

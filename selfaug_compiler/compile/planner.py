@@ -60,7 +60,8 @@ class PlanBuilder:
         return {"template": name, "template_hash": template_hash(path) if path else None}
 
     def generate(self, purpose: str, sfx: str, inputs: list[str], extra: dict[str, Any], seed: int) -> Step:
-        params = {"purpose": purpose, "model": self.model, "seed": seed, **extra}
+        params = {"purpose": purpose, "model": self.model, "seed": seed, **extra,
+                  **chat_template_param(self.recipe.model.chat_template, self.base_dir)}
         return self.add(Step(f"generate.{purpose}{sfx}", "generate", params=params, inputs=inputs,
                              speed=dict(self.gen_speed), outputs={"dataset": f"{self.recipe.name}-{purpose}{sfx}"}))
 
@@ -88,7 +89,8 @@ class PlanBuilder:
                      "accept_truncated": aug.accept_truncated}
             own = aug.judge.model if aug.judge.kind == "model" else None  # a judge on another model/backend
             if aug.judge.kind == "model":
-                judge.update(model=model_param(own, self.base_dir) if own else self.model, **self.template(aug.judge.template))
+                judge.update(model=model_param(own, self.base_dir) if own else self.model, **self.template(aug.judge.template),
+                             **chat_template_param((own or self.recipe.model).chat_template, self.base_dir))
             answer = self.generate("self_answer", sfx, [ingest.name],
                                    {"sampling": content_view(aug.answer), **self.template(aug.answer_template)}, aug.seed)
             judged = self.judge("self_answer", sfx, [ingest.name, answer.name], judge, aug.judge.timeout_s, own)

@@ -2,8 +2,9 @@
 
 Used by the ``evaluate`` step and by ``selfaug eval``: the same code and the same cache. The
 cache key is (model key, benchmark fingerprint); the model key is the weights fingerprint plus
-the compute dtype (bf16 and fp32 scores differ slightly), so a model is never loaded when every
-result it would produce is cached.
+the compute dtype (bf16 and fp32 scores differ slightly), and how prompts are formatted when that
+is not the tokenizer's own template (a recipe's chat template, or completion style), so a model is
+never loaded when every result it would produce is cached.
 """
 
 from __future__ import annotations
@@ -29,14 +30,14 @@ class LazyModel:
 
     def __init__(self, ref: str, *, revision: str | None = None, dtype: str = "auto", device: str = "auto",
                  trust_remote_code: bool = False, chat_template: str | None = None,
-                 base_dir: Path | None = None, loaded: Any = None) -> None:
+                 base_dir: Path | None = None, loaded: Any = None, prompt_format: str = "chat") -> None:
         self.ref, self.revision, self.dtype, self.device = ref, revision, dtype, device
         self.trust_remote_code, self.chat_template, self.base_dir = trust_remote_code, chat_template, base_dir
-        self._loaded = loaded
+        self._loaded, self.prompt_format = loaded, prompt_format
         self._key: str | None = None
 
     def key(self) -> str:
-        """``<weights fingerprint>:<dtype>`` without loading the weights."""
+        """``<weights fingerprint>[<format tag>]:<dtype>`` without loading the weights."""
         if self._key is None:
             if self._loaded is not None:
                 fp, dtype = self._loaded.fingerprint, self._loaded.dtype
@@ -47,8 +48,22 @@ class LazyModel:
                 _, folder = model_folder(self.ref, revision=self.revision, base_dir=self.base_dir)
                 fp = folder_fingerprint(folder) if isinstance(folder, Path) else f"hub:{folder}@{self.revision or 'main'}"
                 dtype = resolve_dtype(self.dtype, resolve_device(self.device))
-            self._key = f"{fp}:{str(dtype).replace('torch.', '')}"
+            self._key = f"{fp}{self._format_tag()}:{str(dtype).replace('torch.', '')}"
         return self._key
+
+    def _format_tag(self) -> str:
+        """How prompts are formatted, when not the tokenizer's own template (so cached results of the
+        same weights asked another way are not reused): ``:completion`` or ``:tpl-<sha256[:16]>``."""
+        if self.prompt_format == "completion":
+            return ":completion"
+        if self.chat_template:
+            import hashlib
+
+            from selfaug_compiler.models.chat_templates import chat_template_file
+
+            path = chat_template_file(self.chat_template, None)
+            return ":tpl-" + (hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else "missing")
+        return ""
 
     def get(self) -> Any:
         if self._loaded is None:
@@ -56,7 +71,7 @@ class LazyModel:
 
             self._loaded = load_model(self.ref, revision=self.revision, dtype=self.dtype, device=self.device,
                                       trust_remote_code=self.trust_remote_code, chat_template=self.chat_template,
-                                      base_dir=self.base_dir)
+                                      base_dir=self.base_dir, prompt_format=self.prompt_format)
         return self._loaded
 
 
@@ -102,7 +117,7 @@ def run_benchmark(loaded: Any, bench: Benchmark, *, batch_size: int = 16,
 
     items = score_generation(loaded, bench.items, answer_type=bench.answer_type or "text",
                              max_new_tokens=int(bench.settings.get("max_new_tokens", 256)),
-                             batch_size=batch_size, progress=report, chat=bool(bench.settings.get("chat", True)))
+                             batch_size=batch_size, progress=report, chat=bench.settings.get("chat"))
     return summarize(bench, items), items
 
 

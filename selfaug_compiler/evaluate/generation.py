@@ -1,7 +1,8 @@
 """Generation benchmarks: greedy completions judged by final-number match or test execution.
 
-Prompts go through the model's chat template (``generate(..., chat=True)``): the instruct
-models this project fine-tunes are trained and used that way. ``gold_loss`` gives the mean
+Prompts go the way the model is trained and used (``generate(..., chat=None)``): its chat template,
+or the completion text of a completion-style base model (``models/completion.py``); a benchmark
+setting ``chat: False`` sends its prompts raw (lm_eval's format). ``gold_loss`` gives the mean
 negative log-likelihood (nats/token) of the gold responses under the same template, useful
 where accuracy sits at the floor (a small model on GSM8K).
 """
@@ -72,7 +73,7 @@ def judge(answer_type: str, output: str, item: GenItem) -> dict[str, Any]:
 
 def score_generation(loaded: Any, items: list[GenItem], *, answer_type: str, max_new_tokens: int,
                      batch_size: int = 16, progress: Callable[[int, int], None] | None = None,
-                     chat: bool = True) -> list[dict[str, Any]]:
+                     chat: bool | None = None) -> list[dict[str, Any]]:
     """Per-item results: acc (pass@1 / match), the raw output, the extracted prediction.
     ``chat``: prompts through the chat template; an item's ``extra["until"]`` cuts its output at
     the first stop string before judging (lm_eval's ``until``)."""
@@ -113,7 +114,7 @@ def gold_loss(loaded: Any, prompts: list[str], responses: list[str], *, batch_si
     tok = loaded.tokenizer
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     end = [tok.eos_token_id] if tok.eos_token_id is not None else []
-    pairs = [(encode_prompt(tok, p, True), tok(r, add_special_tokens=False)["input_ids"] + end)
+    pairs = [(encode_prompt(tok, p), tok(r, add_special_tokens=False)["input_ids"] + end)
              for p, r in zip(prompts, responses)]
     losses: list[float] = []
     if progress is not None:

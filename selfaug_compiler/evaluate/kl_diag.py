@@ -64,7 +64,7 @@ def kl_to_base(base: Any, tuned: Any, prompts: list[str], *, max_new_tokens: int
     pairs = []
     for prompt, answer in zip(prompts, answers):
         ids = tok(answer.text, add_special_tokens=False)["input_ids"]
-        pairs.append((encode_prompt(tok, prompt, True), ids + (end if answer.finish_reason == "stop" else [])))
+        pairs.append((encode_prompt(tok, prompt), ids + (end if answer.finish_reason == "stop" else [])))
     pairs = [p for p in pairs if p[1]]
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     total, count = token_kl(base.model, tuned.model, pairs, pad_id=pad, batch_size=batch_size, device=base.device,

@@ -18,6 +18,7 @@ def execute(ctx: StepContext) -> StepResult:
     from selfaug_compiler.evaluate.kl_diag import kl_to_base
     from selfaug_compiler.evaluate.registry import select_subset
     from selfaug_compiler.evaluate.step import _heldout_ref
+    from selfaug_compiler.models.completion import prompt_format
     from selfaug_compiler.models.loading import load_model
 
     params, speed = ctx.step.params, ctx.step.speed
@@ -33,7 +34,7 @@ def execute(ctx: StepContext) -> StepResult:
     common = dict(dtype=spec.get("dtype", "auto"), device=speed.get("device", "auto"),
                   trust_remote_code=bool(spec.get("trust_remote_code", False)),
                   chat_template=str(ctx.resolve_path(spec["chat_template"])) if spec.get("chat_template") else None,
-                  base_dir=ctx.recipe_dir)
+                  base_dir=ctx.recipe_dir, prompt_format=prompt_format(spec))
     base = load_model(spec["ref"], revision=spec.get("revision"), **common)
     tuned = load_model(tuned_refs[0], **common)
     metrics = kl_to_base(base, tuned, prompts, max_new_tokens=int(params["max_new_tokens"]), seed=int(params["seed"]),

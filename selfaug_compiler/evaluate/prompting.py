@@ -122,9 +122,15 @@ def cut_at(output: str, until: list[str] | None) -> str:
 
 
 def chat_contexts(tokenizer: Any, items: list[MCItem]) -> list[MCItem]:
-    """Each request's context as one user turn through the chat template (generation prompt on)."""
-    if not getattr(tokenizer, "chat_template", None):
-        return items
+    """Each request's context as one user turn through the chat template (generation prompt on).
+    A completion-style model or a model without a template is an error (``models/completion.py``)."""
+    from selfaug_compiler.models.completion import uses_chat
+
+    if not uses_chat(tokenizer):
+        from selfaug_compiler.errors import SelfaugError
+
+        raise SelfaugError("a benchmark asks for the chat template of a completion-style model",
+                           field="eval.packaged.*.chat_template", hint="drop chat_template from eval.packaged")
     rendered: dict[str, str] = {}
 
     def render(ctx: str) -> str:

@@ -32,6 +32,7 @@ from selfaug_compiler.evaluate.catalog import is_lm_eval
 from selfaug_compiler.evaluate.core import EvalOutcome, LazyModel, evaluate_cached, run_benchmark, summarize
 from selfaug_compiler.evaluate.items import GenItem
 from selfaug_compiler.evaluate.registry import Benchmark, load_benchmark, replicate, subset
+from selfaug_compiler.models.completion import prompt_format
 from selfaug_compiler.runtime import StepContext, StepResult
 
 
@@ -46,7 +47,7 @@ def _model(ctx: StepContext) -> LazyModel:
     return LazyModel(ref, revision=None if trained else spec.get("revision"), dtype=spec.get("dtype", "auto"),
                      device=device, trust_remote_code=bool(spec.get("trust_remote_code", False)),
                      chat_template=str(ctx.resolve_path(spec["chat_template"])) if spec.get("chat_template") else None,
-                     base_dir=ctx.recipe_dir)
+                     base_dir=ctx.recipe_dir, prompt_format=prompt_format(spec))
 
 
 def _heldout_ref(ctx: StepContext) -> str:

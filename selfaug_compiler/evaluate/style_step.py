@@ -74,7 +74,7 @@ def generate_answers(loaded: Any, bench: Benchmark, *, batch_size: int = 16,
         progress(0, len(bench.items))
     gens = generate(loaded, [item.prompt for item in bench.items],
                     SamplingParams(temperature=0.0, max_new_tokens=int(bench.settings["max_new_tokens"])),
-                    batch_size=max(1, batch_size), chat=True, on_batch=on_batch, progress=False)
+                    batch_size=max(1, batch_size), on_batch=on_batch, progress=False)
     rows = [{"id": item.id, "prompt": item.prompt, "output": g.text, "new_tokens": g.new_tokens,
              "finish_reason": g.finish_reason} for item, g in zip(bench.items, gens)]
     return {"benchmark": bench.name, "n": len(rows), "acc": None, "fingerprint": bench.fingerprint}, rows

@@ -66,15 +66,34 @@ def _in_template(tok: Any, token: str) -> bool:
     return token == tok.eos_token or (isinstance(template, str) and token in template)
 
 
-def encode_prompt(tokenizer: Any, prompt: Prompt, chat: bool) -> list[int]:
-    """Token ids of one prompt: chat-templated (with the generation prompt) or plain text."""
-    if chat and getattr(tokenizer, "chat_template", None):
+def prompt_text(tokenizer: Any, prompt: Prompt, chat: bool | None = None) -> tuple[str, bool]:
+    """The text the model gets for one prompt, and whether it is chat-templated.
+
+    ``chat=None`` (every step): the model's declared format (``models/completion.py``): its chat
+    template with the generation prompt, or ``completion_prompt`` (the training format) for a
+    completion-style model. ``chat=False``: the string exactly as given (lm_eval-style raw
+    benchmark prompts). ``chat=True`` on a completion-style model is an error, never raw text."""
+    from selfaug_compiler.models.completion import completion_prompt, uses_chat
+
+    declared = uses_chat(tokenizer) if chat is not False else False
+    if chat is None and not declared:
+        return completion_prompt(prompt), False
+    if chat and not declared:
+        from selfaug_compiler.errors import SelfaugError
+
+        raise SelfaugError("a chat-formatted prompt was asked of a completion-style model", field="model.prompt_format",
+                           hint="drop the benchmark's chat_template setting, or set model.prompt_format: chat")
+    if declared:
         messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
-        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return tokenizer(text, add_special_tokens=False)["input_ids"]
-    if not isinstance(prompt, str):
-        prompt = "\n\n".join(m["content"] for m in prompt)
-    return tokenizer(prompt)["input_ids"]
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True), True
+    return prompt if isinstance(prompt, str) else completion_prompt(prompt), False
+
+
+def encode_prompt(tokenizer: Any, prompt: Prompt, chat: bool | None = None) -> list[int]:
+    """Token ids of one prompt (``prompt_text``): a chat-templated text carries its own special
+    tokens; raw text gets the tokenizer's (a BOS where the model uses one)."""
+    text, templated = prompt_text(tokenizer, prompt, chat)
+    return tokenizer(text, add_special_tokens=not templated)["input_ids"]
 
 
 def row_generators(seeds: list[int], device: str) -> list[Any]:
@@ -136,7 +155,7 @@ def generate(
     *,
     seeds: list[int] | None = None,
     batch_size: int = 16,
-    chat: bool = True,
+    chat: bool | None = None,
     on_batch: OnBatch | None = None,
     progress: bool | Callable[..., None] = True,
 ) -> list[Generation]:

@@ -91,8 +91,13 @@ def _adapter_base(folder: Path) -> tuple[str, str | None]:
     return config["base_model_name_or_path"], config.get("revision")
 
 
-def load_tokenizer(folder: Path | str, *, trust_remote_code: bool = False, chat_template: str | None = None, revision: str | None = None) -> Any:
+def load_tokenizer(folder: Path | str, *, trust_remote_code: bool = False, chat_template: str | None = None,
+                   revision: str | None = None, prompt_format: str = "chat") -> Any:
+    """The tokenizer, its chat template overridden by ``chat_template`` and marked with the recipe's
+    ``model.prompt_format`` (``models/completion.py``: the one chat-or-completion decision)."""
     from transformers import AutoTokenizer
+
+    from selfaug_compiler.models.completion import mark
 
     tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code, revision=revision)
     if tokenizer.pad_token is None:
@@ -101,7 +106,7 @@ def load_tokenizer(folder: Path | str, *, trust_remote_code: bool = False, chat_
         from selfaug_compiler.models.chat_templates import chat_template_file
 
         tokenizer.chat_template = chat_template_file(chat_template, None).read_text(encoding="utf-8")
-    return tokenizer
+    return mark(tokenizer, prompt_format)
 
 
 def load_model(
@@ -113,6 +118,7 @@ def load_model(
     trust_remote_code: bool = False,
     chat_template: str | None = None,
     base_dir: Path | None = None,
+    prompt_format: str = "chat",
 ) -> LoadedModel:
     """Load a causal LM and its tokenizer, ready for inference (``eval()`` mode)."""
     from selfaug_compiler.threads import ensure_torch_threads
@@ -130,7 +136,8 @@ def load_model(
     if is_adapter:
         base_ref, base_revision = _adapter_base(folder)
         base = load_model(base_ref, revision=base_revision, dtype=dtype, device=device,
-                          trust_remote_code=trust_remote_code, chat_template=chat_template, base_dir=base_dir)
+                          trust_remote_code=trust_remote_code, chat_template=chat_template, base_dir=base_dir,
+                          prompt_format=prompt_format)
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(base.model, folder).merge_and_unload()
@@ -141,6 +148,7 @@ def load_model(
             revision=revision if parsed.kind == "hub" else None,
         )
         tokenizer = load_tokenizer(folder, trust_remote_code=trust_remote_code, chat_template=chat_template,
+                                   prompt_format=prompt_format,
                                    revision=revision if parsed.kind == "hub" else None)
     model.to(device_name)
     model.eval()

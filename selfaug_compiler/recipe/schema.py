@@ -57,6 +57,7 @@ class ModelSpec(Strict):
     dtype: DType = Field("auto", description="auto = bf16 where the hardware runs it fast, else fp32")
     chat_template: str | None = Field(None, description="chat template overriding the tokenizer's: a jinja file (relative to the recipe) or a template shipped with selfaug (chatml)")
     trust_remote_code: bool = False
+    prompt_format: Literal["chat", "completion"] = added_field("chat", description="chat: prompts and training rows go through the chat template; completion: a base model without one gets raw text (prompt, newline, response + EOS; models/completion.py)")
     backend: BackendSpec = added_field(BackendSpec(), description="generation backend (recipe/schema_backends.py)")
 
 

@@ -76,7 +76,7 @@ def load_for_training(job: Any, spec: Any, device: Any, compute_dtype: Any) -> A
     else:
         loaded = load_model(job.base, revision=job.base_revision, dtype=str(dtype).replace("torch.", ""),
                             device=str(device), trust_remote_code=job.trust_remote_code,
-                            chat_template=job.chat_template)
+                            chat_template=job.chat_template, prompt_format=job.prompt_format)
     if spec.gradient_checkpointing and os.environ.get("FSDP_ACTIVATION_CHECKPOINTING", "").lower() != "true":
         # (under FSDP, accelerate's fsdp_activation_checkpointing from the compiled config does it)
         model = loaded.model
@@ -106,7 +106,7 @@ def from_pretrained(job: Any, dtype: Any, **kwargs: Any) -> Any:
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, revision=revision,
                                                  trust_remote_code=job.trust_remote_code, **kwargs)
     tokenizer = load_tokenizer(folder, trust_remote_code=job.trust_remote_code, chat_template=job.chat_template,
-                               revision=revision)
+                               revision=revision, prompt_format=job.prompt_format)
     fingerprint = folder_fingerprint(folder) if isinstance(folder, Path) else f"hub:{folder}@{job.base_revision or 'main'}"
     return LoadedModel(model, tokenizer, str(parsed), fingerprint, str(model.device), dtype,
                        folder if isinstance(folder, Path) else None)

@@ -14,6 +14,9 @@ whitespace (ChatML's newline after ``<|im_end|>`` is not a target; the ``<|im_en
 needs a template that renders conversations prefix-stably (rendering the first k messages gives
 a prefix of rendering them all), which holds for the usual templates; if not, a clear error.
 
+A completion-style model (``model.prompt_format: completion``, no chat template) trains on
+``completion_prompt`` + response + EOS instead (``tokenize_completion``).
+
 Truncation keeps the start (system + prompt) and cuts the end (response side) at ``max_length``;
 an example with no target token left is dropped and counted.
 
@@ -136,6 +139,35 @@ def tokenize_conversation(tokenizer: Any, messages: list[dict], assistant_turns:
     return Example(input_ids, labels)
 
 
+def tokenize_completion(tokenizer: Any, messages: list[dict]) -> Example:
+    """A completion-style example (``models/completion.py``): ``completion_prompt`` (system prompt,
+    prompt, newline) tokenized as the engine does at inference, then the response and the EOS
+    token; labels on the response and EOS only. One prompt and one response: a multi-turn
+    conversation is an error (``validate`` refuses such data for a completion-style model)."""
+    from selfaug_compiler.models.completion import completion_prompt
+
+    roles = [m["role"] for m in messages]
+    if roles not in (["user", "assistant"], ["system", "user", "assistant"]):
+        raise SelfaugError("a completion-style model (model.prompt_format: completion) trains on one prompt and "
+                           f"one response; a row has turns {roles}", field="model.prompt_format",
+                           expected="prompt/response rows (optionally with a system prompt)",
+                           hint="use single-turn data, or set model.prompt_format: chat with a chat template")
+    prompt_ids = tokenizer(completion_prompt(messages[:-1]))["input_ids"]
+    response_ids = tokenizer(messages[-1]["content"], add_special_tokens=False)["input_ids"]
+    if response_ids and tokenizer.eos_token_id is not None:
+        response_ids = response_ids + [int(tokenizer.eos_token_id)]
+    return Example(prompt_ids + response_ids, [IGNORE] * len(prompt_ids) + response_ids)
+
+
+def tokenize_row(tokenizer: Any, messages: list[dict], assistant_turns: str = "all") -> Example:
+    """The model's declared format decides (``models/completion.uses_chat``): chat template or completion text."""
+    from selfaug_compiler.models.completion import uses_chat
+
+    if uses_chat(tokenizer):
+        return tokenize_conversation(tokenizer, messages, assistant_turns)
+    return tokenize_completion(tokenizer, messages)
+
+
 def format_rows(tokenizer: Any, rows: Iterable[dict[str, Any]], max_length: int,
                 assistant_turns: str = "all") -> tuple[list[Example], FormatStats]:
     """Tokenize rows with response-only labels (``assistant_turns``: all or last), truncating the
@@ -144,7 +176,7 @@ def format_rows(tokenizer: Any, rows: Iterable[dict[str, Any]], max_length: int,
     examples: list[Example] = []
     for row in rows:
         stats.rows += 1
-        example = tokenize_conversation(tokenizer, row_messages(row), assistant_turns)
+        example = tokenize_row(tokenizer, row_messages(row), assistant_turns)
         if len(example) > max_length:
             stats.truncated += 1
             example = Example(example.input_ids[:max_length], example.labels[:max_length])

@@ -40,6 +40,7 @@ class TrainJob:
     dtype: str = "auto"
     trust_remote_code: bool = False
     chat_template: str | None = None
+    prompt_format: str = "chat"  # model.prompt_format (models/completion.py)
     dataset_ref: str | None = None
     rows_file: str | None = None  # rows.jsonl, for worker processes
     max_steps: int | None = None  # stop (checkpointed) after this many steps: interruption hook

@@ -51,6 +51,7 @@ def train_model(
     base_revision: str | None = None,
     trust_remote_code: bool = False,
     chat_template: str | None = None,
+    prompt_format: str = "chat",
     dataset_ref: str | None = None,
     max_steps: int | None = None,
     show_progress: bool = True,
@@ -71,6 +72,7 @@ def train_model(
                    micro_batch_size=micro_batch_size, num_processes=num_processes, torch_threads=torch_threads,
                    device=device, dtype=dtype,
                    trust_remote_code=trust_remote_code, chat_template=chat_template, dataset_ref=dataset_ref,
+                   prompt_format=prompt_format,
                    max_steps=max_steps, show_progress=show_progress)
     from selfaug_compiler.compile.launch_files import in_process, local_settings
 

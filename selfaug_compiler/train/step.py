@@ -84,6 +84,7 @@ def finished_artifact(work_dir: Path) -> StepResult | None:
 
 
 def execute(ctx: StepContext) -> StepResult:
+    from selfaug_compiler.models.completion import prompt_format
     from selfaug_compiler.recipe.schema import TrainSpec
     from selfaug_compiler.train.launch import train_model
 
@@ -112,6 +113,7 @@ def execute(ctx: StepContext) -> StepResult:
         base_revision=revision,
         trust_remote_code=bool(model_spec.get("trust_remote_code", False)),
         chat_template=str(ctx.resolve_path(chat_template)) if chat_template else None,
+        prompt_format=prompt_format(model_spec),
         dataset_ref=ref,
         progress=ctx.progress,
         launch=speed.get("launch"),

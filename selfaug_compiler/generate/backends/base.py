@@ -41,7 +41,7 @@ class Backend(Protocol):
     kind: str
 
     def generate(self, prompts: list[Prompt], params: SamplingParams, *, seeds: list[int],
-                 batch_size: int = 16, chat: bool = True, on_batch: OnBatch | None = None,
+                 batch_size: int = 16, chat: bool | None = None, on_batch: OnBatch | None = None,
                  progress: bool | Callable[..., None] = False) -> list[Generation]: ...
 
     def provenance(self) -> dict[str, Any]: ...

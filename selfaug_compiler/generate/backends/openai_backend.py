@@ -83,14 +83,20 @@ class OpenAIBackend:
         raise BackendError(f"{url}: no answer after {self.max_retries + 1} attempts (last: {last}); "
                            f"is the server running at {self.base_url}? The same command resumes after staged batches")
 
-    def _one(self, prompt: Prompt, params: SamplingParams, seed: int, chat: bool) -> BackendGeneration:
+    def _one(self, prompt: Prompt, params: SamplingParams, seed: int, chat: bool | None) -> BackendGeneration:
         body: dict[str, Any] = {"model": self.model, "max_tokens": params.max_new_tokens,
                                 "temperature": params.temperature, "top_p": params.top_p, "seed": seed}
         if self.mode == "chat":
             messages = prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
             reply = self._post("/chat/completions", {**body, "messages": messages})
         else:
-            if isinstance(prompt, list):
+            if chat:
+                raise BackendError("openai backend in completions mode got a chat prompt; set mode: chat")
+            if chat is None:  # a completion-style model: the training format (models/completion.py)
+                from selfaug_compiler.models.completion import completion_prompt
+
+                prompt = completion_prompt(prompt)
+            elif isinstance(prompt, list):
                 raise BackendError("openai backend in completions mode got a chat prompt; set mode: chat")
             reply = self._post("/completions", {**body, "prompt": prompt})
         return self._parse(reply)
@@ -113,7 +119,7 @@ class OpenAIBackend:
 
     # ------------------------------------------------------------------ protocol
     def generate(self, prompts: list[Prompt], params: SamplingParams, *, seeds: list[int],
-                 batch_size: int = 16, chat: bool = True, on_batch: OnBatch | None = None,
+                 batch_size: int = 16, chat: bool | None = None, on_batch: OnBatch | None = None,
                  progress: bool | Callable[..., None] = False) -> list[Generation]:
         results: list[Generation] = []
         with ThreadPoolExecutor(max_workers=self.max_concurrency) as pool:

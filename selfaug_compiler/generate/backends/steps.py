@@ -11,6 +11,7 @@ from typing import Any
 
 from selfaug_compiler.errors import StepFailed
 from selfaug_compiler.generate.backends.base import Backend, BackendError, make_backend
+from selfaug_compiler.models.completion import prompt_format, row_template
 
 OPENAI_OPTIONS = ("base_url", "api_key_env", "mode", "max_concurrency", "max_retries", "backoff_s", "request_timeout_s")
 VLLM_OPTIONS = ("tensor_parallel_size", "gpu_memory_utilization", "max_model_len")
@@ -28,6 +29,7 @@ def step_backend(ctx: Any, spec: dict[str, Any]) -> Backend:
     except BackendError as e:
         raise StepFailed(ctx.step.name, str(e)) from None
     backend.ref = spec.get("ref")
+    backend.prompt_format = prompt_format(spec)  # models/completion.py
     backend.fingerprint = (ctx.step.params.get("model") or {}).get("fingerprint")
     return backend
 
@@ -42,15 +44,16 @@ def backend_of(loaded: Any) -> Backend:
 
 
 def with_backend_meta(row: dict[str, Any], loaded: Any, gen: Any) -> dict[str, Any]:
-    """The row with ``meta.backend`` (kind, model, batch_invariant) and what the server reported
-    (``served_model``, ``system_fingerprint``); rows of the in-process transformers backend are
-    left as they were (no ``meta.backend`` means transformers)."""
-    if not (hasattr(loaded, "provenance") and hasattr(loaded, "kind")):
-        return row
+    """The row with ``meta.chat_template`` (the chat template it was generated with:
+    ``models/completion.row_template``) and, on a backend other than the in-process transformers
+    one, ``meta.backend`` (kind, model, batch_invariant) and what the server reported
+    (``served_model``, ``system_fingerprint``); no ``meta.backend`` means transformers."""
     from selfaug_compiler.augment.common import dump, load_meta
 
     meta = load_meta(row.get("meta"))
-    meta["backend"] = {**loaded.provenance(), **dict(getattr(gen, "meta", None) or {})}
+    meta["chat_template"] = row_template(loaded)
+    if hasattr(loaded, "provenance") and hasattr(loaded, "kind"):
+        meta["backend"] = {**loaded.provenance(), **dict(getattr(gen, "meta", None) or {})}
     return {**row, "meta": dump(meta)}
 
 

@@ -20,7 +20,7 @@ class TransformersBackend:
         self.model_ref = model_ref
 
     def generate(self, prompts: list[Prompt], params: SamplingParams, *, seeds: list[int],
-                 batch_size: int = 16, chat: bool = True, on_batch: OnBatch | None = None,
+                 batch_size: int = 16, chat: bool | None = None, on_batch: OnBatch | None = None,
                  progress: bool | Callable[..., None] = False) -> list[Generation]:
         from selfaug_compiler.generate.engine import generate
 

@@ -15,6 +15,7 @@ from selfaug_compiler.generate.engine import Generation, OnBatch, Prompt, Sampli
 @register("vllm")
 class VLLMBackend:
     kind = "vllm"
+    prompt_format = "chat"  # set from model.prompt_format by backends/steps.py
 
     def __init__(self, model: str, tensor_parallel_size: int = 1, gpu_memory_utilization: float = 0.9,
                  max_model_len: int | None = None, seed: int = 0) -> None:
@@ -28,7 +29,7 @@ class VLLMBackend:
         self.llm = LLM(model=model, **kwargs)
 
     def generate(self, prompts: list[Prompt], params: SamplingParams, *, seeds: list[int],
-                 batch_size: int = 16, chat: bool = True, on_batch: OnBatch | None = None,
+                 batch_size: int = 16, chat: bool | None = None, on_batch: OnBatch | None = None,
                  progress: bool | Callable[..., None] = False) -> list[Generation]:
         from vllm import SamplingParams as VSP
 
@@ -36,7 +37,12 @@ class VLLMBackend:
         for batch in batches_in_order(len(prompts), batch_size):
             sps = [VSP(temperature=params.temperature, top_p=params.top_p, max_tokens=params.max_new_tokens,
                        seed=seeds[i]) for i in batch]
-            if chat:
+            if chat is None and self.prompt_format == "completion":  # models/completion.py
+                from selfaug_compiler.models.completion import completion_prompt
+
+                outs = self.llm.generate([completion_prompt(prompts[i]) for i in batch], sampling_params=sps,
+                                         use_tqdm=False)
+            elif chat is not False:
                 convs = [p if isinstance(p, list) else [{"role": "user", "content": p}] for p in (prompts[i] for i in batch)]
                 outs = self.llm.chat(convs, sampling_params=sps, use_tqdm=False)
             else:
