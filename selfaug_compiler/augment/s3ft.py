@@ -70,12 +70,16 @@ def judge_inputs(rows: list[dict]) -> list[dict]:
     return items
 
 
-def with_verdicts(rows: list[dict], verdicts: list[Any], step_id: str) -> list[dict]:
-    """The rows with judge columns filled (nothing deleted: a filter is a column)."""
+def with_verdicts(rows: list[dict], verdicts: list[Any], step_id: str,
+                  judge_template: str | None = None) -> list[dict]:
+    """The rows with judge columns filled (nothing deleted: a filter is a column); a model judge's
+    chat template (``models/completion.row_template``) in ``meta.judge_chat_template``."""
     out = []
     for r, v in zip(rows, verdicts):
         meta = load_meta(r.get("meta"))
         meta["judge_step_id"] = step_id
+        if judge_template is not None:
+            meta["judge_chat_template"] = judge_template
         out.append({**r, "judge_name": v.name, "judge_verdict": v.label, "judge_score": v.score,
                     "judge_raw": v.raw, "meta": dump(meta)})
     return out

@@ -159,7 +159,9 @@ def execute_judge(ctx: StepContext) -> StepResult:
             verdicts = judge_items(s3ft.judge_inputs(some), judge, loaded=loaded, recipe_dir=ctx.recipe_dir,
                                    batch_size=_batch_size(ctx), timeout_s=ctx.step.speed.get("timeout_s"),
                                    progress=ctx.progress)
-            return s3ft.with_verdicts(some, verdicts, ctx.step.id)
+            from selfaug_compiler.models.completion import row_template
+
+            return s3ft.with_verdicts(some, verdicts, ctx.step.id, row_template(loaded) if loaded is not None else None)
     judged, refused = C.judge_complete(rows, judge_fn, accept_truncated=bool(params.get("accept_truncated")),
                                        judge_name=name, step_id=ctx.step.id)
     stats = {**s3ft.acceptance(judged), "refused_truncated": refused,

@@ -1,0 +1,149 @@
+"""Completion-style base models (``model.prompt_format: completion``, models/completion.py) and the
+chat template in generated rows' provenance and in the generate/train ids (issue 11.3).
+
+The text a completion-style model gets, the exact token ids and loss mask it trains on, that a
+chat-style model without a template is an error (never raw text), and, on a tiny model, that two
+recipes differing only in their chat template get different generate/train ids and rows that name
+each template (a completion-style recipe's rows name ``none``)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from selfaug_compiler.errors import SelfaugError
+from tests.tiny_models import build_tiny_model, build_tokenizer
+
+
+@pytest.fixture(scope="module")
+def base_tok():
+    """The tiny tokenizer without a chat template, declared completion-style."""
+    from selfaug_compiler.models.completion import mark
+
+    tok = build_tokenizer()
+    tok.chat_template = None
+    return mark(tok, "completion")
+
+
+def test_the_engine_gets_the_completion_text(base_tok):
+    from selfaug_compiler.generate.engine import encode_prompt, prompt_text
+
+    assert prompt_text(base_tok, "2+2?") == ("2+2?\n", False)
+    assert prompt_text(base_tok, [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "2+2?"}]) \
+        == ("Be brief.\n\n2+2?\n", False)
+    assert encode_prompt(base_tok, "2+2?") == base_tok("2+2?\n")["input_ids"]
+    assert prompt_text(base_tok, "Question: 2+2?\nAnswer:", chat=False) == ("Question: 2+2?\nAnswer:", False)
+    with pytest.raises(SelfaugError, match="completion-style"):
+        prompt_text(base_tok, "2+2?", chat=True)
+    with pytest.raises(SelfaugError, match="completion-style"):
+        prompt_text(base_tok, [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"},
+                               {"role": "user", "content": "c"}])
+
+
+def test_a_chat_model_without_a_template_is_an_error_not_raw_text():
+    from selfaug_compiler.generate.engine import prompt_text
+    from selfaug_compiler.train.formatting import format_rows
+
+    tok = build_tokenizer()
+    tok.chat_template = None  # chat style (the default) and no template: the original bug's case
+    with pytest.raises(SelfaugError, match="prompt_format: completion"):
+        prompt_text(tok, "2+2?")
+    with pytest.raises(SelfaugError, match="no chat template"):
+        format_rows(tok, [{"prompt": "2+2?", "response": "4"}], 64)
+
+
+def test_completion_training_ids_and_loss_mask(base_tok):
+    from selfaug_compiler.train.formatting import IGNORE, format_rows
+
+    eos = base_tok.eos_token_id
+    examples, stats = format_rows(base_tok, [{"prompt": "2+2?", "response": "4"},
+                                             {"messages": json.dumps([{"role": "system", "content": "Be brief."},
+                                                                      {"role": "user", "content": "1+1?"},
+                                                                      {"role": "assistant", "content": "2"}])}], 64)
+    assert stats.examples == 2
+    for example, prompt, reply in zip(examples, ["2+2?\n", "Be brief.\n\n1+1?\n"], ["4", "2"]):
+        p = base_tok(prompt)["input_ids"]
+        r = base_tok(reply, add_special_tokens=False)["input_ids"] + [eos]
+        assert example.input_ids == p + r
+        assert example.labels == [IGNORE] * len(p) + r
+    with pytest.raises(SelfaugError, match="one prompt and one response"):
+        format_rows(base_tok, [{"messages": json.dumps([{"role": "user", "content": "a"},
+                                                        {"role": "assistant", "content": "b"},
+                                                        {"role": "user", "content": "c"},
+                                                        {"role": "assistant", "content": "d"}])}], 64)
+
+
+# ----------------------------------------------------------------------------- on a tiny model
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("m") / "tiny"
+    build_tiny_model(folder)
+    return folder
+
+
+def _project(tmp_path: Path, tiny: Path, model_extra: str) -> Path:
+    import shutil
+
+    shutil.copytree(tiny, tmp_path / "tiny")
+    config = json.loads((tmp_path / "tiny" / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (tmp_path / "tiny" / "tokenizer_config.json").write_text(json.dumps(config))
+    (tmp_path / "tiny" / "chat_template.jinja").unlink(missing_ok=True)
+    (tmp_path / "t.jsonl").write_text("".join(json.dumps({"prompt": f"{i}+{i}?", "response": str(2 * i)}) + "\n"
+                                              for i in range(5)))
+    (tmp_path / "r.yaml").write_text(
+        f"name: c\nmodel: {{ref: ./tiny, dtype: float32{model_extra}}}\n"
+        "task: {name: t, source: {kind: file, path: t.jsonl}, fields: {prompt: prompt, response: response}, "
+        "split: {heldout: 1}}\n"
+        "train: {max_length: 64, epochs: 1, batch_size: 2}\n"
+        "augment: {method: sdft, sampling: {max_new_tokens: 8}, accept_truncated: true}\n"
+        "eval: {retention: [], in_domain: [heldout], limit: 1, max_new_tokens: 8}\n")
+    return tmp_path / "r.yaml"
+
+
+def _run(recipe: Path, capsys, until: str | None = None) -> dict[str, str]:
+    """validate, run (whole, or ``--until`` a step), and return {step name: step id} plus the
+    chat templates the generated and judged rows name."""
+    from selfaug_compiler.cli import main
+    from selfaug_compiler.compile.planner import plan_checked_recipe
+    from selfaug_compiler.store import open_store
+
+    assert main(["validate", str(recipe)]) == 0, capsys.readouterr()
+    extra = ["--until", until] if until else []
+    assert main(["run", str(recipe), "--store", str(recipe.parent / "s.duckdb"), *extra]) == 0, capsys.readouterr()
+    plan, _ = plan_checked_recipe(recipe, [])
+    ids = {s.name: s.id for s in plan.steps}
+    with open_store(recipe.parent / "s.duckdb", read_only=True) as store:
+        for name in ("generate.rewrite", "judge.rewrite"):
+            version = store.version_for_step(ids[name])
+            metas = [json.loads(m) for m in store.read(version.ref)["meta"].to_pylist()]
+            ids[name + ":templates"] = {m.get("chat_template") for m in metas}
+    return ids
+
+
+def test_the_chat_template_is_in_rows_and_ids(tmp_path, tiny, capsys):
+    """Two recipes differing only in the chat template (the shipped chatml, a copy with one comment
+    more): different generate, judge and train ids; each one's rows name the sha256 of its template.
+    A completion-style recipe on the same bare model runs whole (ingest, generate, judge, train,
+    held-out evaluation: generation and gold loss) and its rows name ``none``."""
+    from selfaug_compiler.models.chat_templates import chat_template_file
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "n").mkdir()
+    shipped = chat_template_file("chatml", None).read_bytes()
+    a = _run(_project(tmp_path / "a", tiny, ", chat_template: chatml"), capsys, until="judge.rewrite")
+    recipe_b = _project(tmp_path / "b", tiny, ", chat_template: mine.jinja")
+    (tmp_path / "b" / "mine.jinja").write_bytes(shipped + b"{# mine #}")
+    b = _run(recipe_b, capsys, until="judge.rewrite")
+    for name in ("generate.rewrite", "judge.rewrite", "train"):
+        assert a[name] != b[name], name
+    assert a["generate.rewrite:templates"] == {"sha256:" + hashlib.sha256(shipped).hexdigest()}
+    assert b["generate.rewrite:templates"] == {"sha256:" + hashlib.sha256(shipped + b"{# mine #}").hexdigest()}
+    assert b["judge.rewrite:templates"] == b["generate.rewrite:templates"]  # judged rows keep it
+    n = _run(_project(tmp_path / "n", tiny, ", prompt_format: completion"), capsys)
+    assert n["generate.rewrite:templates"] == {"none"} and n["judge.rewrite:templates"] == {"none"}
+    assert n["generate.rewrite"] not in (a["generate.rewrite"], b["generate.rewrite"])
