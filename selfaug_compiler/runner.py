@@ -188,11 +188,13 @@ class Runner:
         self.echo = echo
         self.force = set(force or [])
 
-    # -- store access: opened per use, so other commands are not locked out for a whole run
+    # -- store access: opened per use (per call while a step runs, store/per_use.py), so other
+    # commands read the store during a run; a second run is kept out by the store's run lock
     def _store(self):
         from selfaug_compiler.store import open_store
+        from selfaug_compiler.store.per_use import call_wait_s
 
-        return open_store(self.store_path)
+        return open_store(self.store_path, wait_s=call_wait_s())
 
     def cached_result(self, step: Step) -> StepResult | None:
         if step.name in self.force or not self.store_path.exists():  # --dry-run creates no store
@@ -206,6 +208,12 @@ class Runner:
         return [StepOutcome(s, "cached" if self.cached_result(s) else "pending") for s in steps]
 
     def run(self, steps: list[Step]) -> RunSummary:
+        from selfaug_compiler.store.per_use import run_lock
+
+        with run_lock(self.store_path):
+            return self._run(steps)
+
+    def _run(self, steps: list[Step]) -> RunSummary:
         summary = RunSummary(run_id=uuid.uuid4().hex[:12])
         with self._store() as store:
             for dead in store.start_run(summary.run_id, self.plan.recipe_hash, self.plan.to_json()):
@@ -308,13 +316,14 @@ class Runner:
     def _execute(self, step: Step, inputs: dict[str, StepResult], work_dir: Path) -> StepResult:
         from selfaug_compiler.progress import Progress
 
+        from selfaug_compiler.store.per_use import PerUseStore
         from selfaug_compiler.threads import apply_torch_threads
 
         executor = executor_for(step.kind)
         apply_torch_threads(step.speed.get("torch_threads"))  # training workers: train/launch.py
-        with self._store() as store, Progress(f"step {step.name}") as progress:
+        with Progress(f"step {step.name}") as progress:  # the store: open only inside each call
             ctx = StepContext(
-                plan=self.plan, step=step, store=store, work_dir=work_dir,
+                plan=self.plan, step=step, store=PerUseStore(self.store_path), work_dir=work_dir,
                 recipe_dir=self.recipe_dir, inputs=inputs, progress=progress,
             )
             return executor(ctx)

@@ -77,8 +77,8 @@ def connect(path: Path, *, read_only: bool, wait_s: float):
                     who += f": {command}"
                 raise SelfaugError(
                     f"store {path} is in use by another process ({who})",
-                    hint="a run holds its store while each step runs and lets go between steps (DuckDB allows one "
-                         "process at a time, readers included): retry when the step is done, or set "
+                    hint="DuckDB lets one process open a store at a time, readers included; a run opens it only "
+                         "to read inputs and to commit (seconds at a time), a data command while it runs: retry, or set "
                          f"SELFAUG_STORE_WAIT to the seconds to wait (waited {wait_s:g} s)",
                 ) from exc
             time.sleep(delay)
