@@ -54,8 +54,10 @@ def test_piped_data_ls_keeps_long_names_and_names_the_store(tmp_path):
     assert out.returncode == 0 and LONG in out.stdout and "…" not in out.stdout
     assert f"datasets in {tmp_path.resolve() / '.selfaug' / 'lab.duckdb'}" in out.stdout
     empty = selfaug("data", "ls", cwd=tmp_path)  # the default store, which the lab does not use
-    assert empty.stdout.strip() == (f"No datasets in {tmp_path.resolve() / '.selfaug' / 'store.duckdb'} (no store there "
-                                    "yet); other stores next to it: --store .selfaug/lab.duckdb")
+    assert empty.stdout.strip() == (f"No store at {tmp_path.resolve() / '.selfaug' / 'store.duckdb'} (from the default), "
+                                    "so no datasets; other stores next to it: --store .selfaug/lab.duckdb "
+                                    "(e.g. selfaug data ls --store .selfaug/lab.duckdb)")
+    assert empty.stderr == ""  # said once (issue 16): no second "it does not exist yet" on stderr
 
 
 @pytest.mark.parametrize("args", [["show", "lab-sft-mux"], ["log", "lab-sft-mux"], ["export", "lab-sft-mux", "-o", "x.jsonl"],
@@ -91,7 +93,9 @@ def test_run_dry_run_names_its_store_and_creates_none(tmp_path, monkeypatch, cap
     default = tmp_path.resolve() / ".selfaug" / "store.duckdb"
     assert out[0] == (f"store: {default} (from the default); it does not exist yet "
                       "(other stores next to it: --store .selfaug/lab.duckdb)")
-    assert out[-1].startswith("0 of ") and out[-1].endswith(f"step(s) cached in {default}")
+    assert out[-1].startswith("0 of ") and out[-1].endswith(
+        f"step(s) cached in {default} (it does not exist; other stores next to it: --store .selfaug/lab.duckdb; "
+        f"e.g. selfaug run {ROOT / 'recipes' / 'lab' / 'sft.yaml'} --dry-run --store .selfaug/lab.duckdb)")
     assert not default.exists()
     assert main(["run", str(ROOT / "recipes" / "lab" / "sft.yaml"), "--dry-run", "--store", ".selfaug/lab.duckdb"]) == 0
     assert capsys.readouterr().out.startswith(f"store: {tmp_path.resolve() / '.selfaug' / 'lab.duckdb'} (from --store)\n")

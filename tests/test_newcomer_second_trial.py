@@ -170,3 +170,39 @@ def test_training_reports_micro_batches_within_an_optimizer_step(tmp_path):
     # 2 optimizer steps of 2 micro-batches: forward and backward of each, reported at the step's count
     assert notes == [f"step {s}: micro-batch {m}/2 {p}" for s in (1, 2) for m in (1, 2) for p in ("forward", "backward")]
     assert [d for d, n in calls if n.startswith("step 2:")] == [1, 1, 1, 1]
+
+
+def test_data_ls_on_a_missing_store_says_so_once(tmp_path, capsys):
+    missing = tmp_path / "none.duckdb"
+    assert main(["data", "ls", "--store", str(missing)]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines() == [f"No store at {missing.resolve()} (from --store), so no datasets; `selfaug data "
+                                "import FILE --dataset NAME` or `selfaug run RECIPE` creates it"]
+    assert err == "" and not missing.exists()
+
+
+def test_study_dry_run_counts_a_step_shared_by_arms_once(tmp_path, capsys):
+    from selfaug_compiler.store import open_store
+    from selfaug_compiler.study.run import plan_run
+    from selfaug_compiler.study.spec import load_study
+
+    study = load_study(ROOT / "studies" / "demo.yaml")
+    plans = {key.label: plan_run(study, key)[0] for key in study.runs()}
+    ids = {label: {s.id: s.name for s in plan.steps} for label, plan in plans.items()}
+    shared = sorted(ids["sft"].keys() & ids["s3ft"].keys(), key=lambda i: ids["sft"][i])
+    assert len(shared) >= 2  # the ingest and the base model's evaluations
+    ingest = plans["sft"].step("ingest.sst2")
+    store = tmp_path / "lab.duckdb"
+    with open_store(store) as s:  # the shared ingest step has already run
+        s.start_run("r0", "h", "{}")
+        s.record_step("r0", ingest.name, ingest.id, "done", None, None, json.dumps({"datasets": {}}))
+    assert main(["study", "run", str(ROOT / "studies" / "demo.yaml"), "--dry-run", "--store", str(store)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    n_sft, n_s3ft = len(ids["sft"]), len(ids["s3ft"])
+    assert lines[1] == f"[1/2] sft/seed0: {n_sft - 1} step(s) to run, 1 cached"
+    names = ", ".join(s.name for s in plans["s3ft"].topological() if s.id in ids["sft"])
+    assert lines[2] == (f"[2/2] s3ft/seed0: {n_s3ft - len(shared)} step(s) to run; {len(shared)} more shared "
+                        f"with sft/seed0, counted there: {names}")
+    distinct = len(ids["sft"].keys() | ids["s3ft"].keys())
+    assert lines[3] == (f"study: {distinct - 1} step(s) to run, 1 cached ({distinct} distinct steps; "
+                        f"{len(shared)} of them shared by several runs, counted once)")

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Iterator, Optional
 
 import typer
 
-from selfaug_compiler.cli.store_note import other_stores, store_line, store_source
+from selfaug_compiler.cli.store_note import missing_store, other_stores, store_line, store_source
 from selfaug_compiler.errors import SelfaugError
 
 data_app = typer.Typer(help="Versioned datasets in the store: import, inspect, diff, export.",
@@ -133,7 +133,13 @@ def import_(ctx: typer.Context, file: Annotated[str, typer.Argument(help="FILE o
 @data_app.command("ls")
 def ls(ctx: typer.Context, store: StoreOpt = None, fmt: FormatOpt = "text") -> None:
     """List datasets with their latest version."""
+    from selfaug_compiler.store import resolve_store_path
+
     _fmt(fmt)
+    explicit = store or (ctx.obj or {}).get("store")
+    if fmt == "text" and not resolve_store_path(explicit).exists():  # one message, not a store line and another
+        print(missing_store(resolve_store_path(explicit), store_source(explicit)))
+        return
     path = _store_path(ctx, store)
     if not path.exists():
         items: list[dict] = []
@@ -144,8 +150,7 @@ def ls(ctx: typer.Context, store: StoreOpt = None, fmt: FormatOpt = "text") -> N
         return _print_json(items)
     if not items:
         others = other_stores(path)
-        print(f"No datasets in {path}" + ("" if path.exists() else " (no store there yet)")
-              + (f"; other stores next to it: {others}" if others else ""))
+        print(f"No datasets in {path}" + (f"; other stores next to it: {others}" if others else ""))
         return
     _console().print(_table(f"datasets in {path}", ["name", "versions", "latest", "rows", "updated"],
                             [[d["name"], d["versions"], f"@{d['latest_seq']} {d['latest_id'][:12]}", d["rows"],

@@ -76,7 +76,7 @@ def run_command(
             mark = "cached " if outcome.status == "cached" else "will run"
             typer.echo(f"{mark}  {outcome.step.name:32s} {outcome.step.kind:9s} {outcome.step.id[:12]}")
         cached = sum(o.status == "cached" for o in outcomes)
-        typer.echo(f"{cached} of {len(outcomes)} step(s) cached in {store_path}")
+        typer.echo(f"{cached} of {len(outcomes)} step(s) cached in {store_path}" + _elsewhere(store_path, target))
         return
     summary = runner.run(steps)
     typer.echo(
@@ -85,6 +85,19 @@ def run_command(
     report = next((o.result for o in summary.outcomes if o.step.kind == "report" and o.result), None)
     if report is not None:
         _print_report(report)
+
+
+def _elsewhere(store_path: Path, target: Path) -> str:
+    """For a dry run against a store that does not exist: the stores next to it, with the command
+    (after ``make demo``, ``.selfaug/lab.duckdb`` holds the steps, not the default store)."""
+    from selfaug_compiler.cli.store_note import other_stores, shown_path
+
+    others = other_stores(store_path)
+    if store_path.exists() or not others:
+        return ""
+    first = others.split(", ")[0]
+    return (f" (it does not exist; other stores next to it: {others}; e.g. selfaug run {shown_path(target)} "
+            f"--dry-run {first})")
 
 
 def _print_report(result) -> None:

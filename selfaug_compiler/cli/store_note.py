@@ -48,3 +48,15 @@ def store_line(path: Path, source: str) -> str:
         others = other_stores(path)
         line += "; it does not exist yet" + (f" (other stores next to it: {others})" if others else "")
     return line
+
+
+def missing_store(path: Path, source: str) -> str:
+    """The one message for a store that does not exist: which path, from where, and the stores
+    next to it with the command to look inside one (the demo's is ``.selfaug/lab.duckdb``)."""
+    path = Path(path).resolve()
+    text = f"No store at {path} (from {source}), so no datasets"
+    found = sorted(p for p in path.parent.glob("*.duckdb") if p.is_file()) if path.parent.is_dir() else []
+    if found:
+        return (text + f"; other stores next to it: {other_stores(path)}"
+                + f" (e.g. selfaug data ls --store {shown_path(found[0])})")
+    return text + "; `selfaug data import FILE --dataset NAME` or `selfaug run RECIPE` creates it"

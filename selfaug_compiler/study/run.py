@@ -53,16 +53,15 @@ def run_study(study: Study, store_path: Path, *, echo: Callable[[str], None] = p
 
     keys = study.runs()
     plans = {key: plan_run(study, key) for key in keys}  # every recipe checked before any model work
+    if dry_run:
+        dry_run_study(keys, plans, store_path, echo)
+        return []
     runs: list[StudyRun] = []
     started = time.monotonic()
     for n, key in enumerate(keys, 1):
         plan, recipe_dir = plans[key]
         runner = Runner(plan, store_path=store_path, recipe_dir=recipe_dir, echo=echo)
         steps = select_steps(plan)
-        if dry_run:
-            todo = [o.step.name for o in runner.status(steps) if o.status != "cached"]
-            echo(f"[{n}/{len(keys)}] {key}: " + (f"{len(todo)} step(s) to run" if todo else "cached"))
-            continue
         echo(f"== [{n}/{len(keys)}] {key} ({study.recipe_of(key.label).name}, seed {key.seed}); "
              f"study time so far {_minutes(time.monotonic() - started)}")
         summary = runner.run(steps)
@@ -74,6 +73,40 @@ def run_study(study: Study, store_path: Path, *, echo: Callable[[str], None] = p
         runs.append(StudyRun(key, study.recipe_of(key.label), Path(report.files["report_json"]), seconds,
                              sum(o.seconds for o in summary.ran)))
     return runs
+
+
+def dry_run_study(keys: list[RunKey], plans: dict, store_path: Path, echo: Callable[[str], None]) -> None:
+    """Per run, the steps it would run itself; a step shared with an earlier run (same step id:
+    the same ingest, the same base-model evaluation) is counted once, under the first run, and
+    named with the runs that share it, so the totals are the study's real work."""
+    from selfaug_compiler.runner import Runner, select_steps
+
+    first_of: dict[str, RunKey] = {}  # step id -> the run it is counted under
+    shared: dict[str, tuple[str, list[RunKey]]] = {}  # step id -> (name, the later runs that share it)
+    to_run = cached = 0
+    for n, key in enumerate(keys, 1):
+        plan, recipe_dir = plans[key]
+        runner = Runner(plan, store_path=store_path, recipe_dir=recipe_dir, echo=echo)
+        own_todo = own_cached = 0
+        also: dict[RunKey, list[str]] = {}  # earlier run -> the steps this run shares with it
+        for step in select_steps(plan):
+            if step.id in first_of:
+                shared.setdefault(step.id, (step.name, []))[1].append(key)
+                also.setdefault(first_of[step.id], []).append(step.name)
+                continue
+            first_of[step.id] = key
+            if runner.cached_result(step) is None:
+                own_todo += 1
+            else:
+                own_cached += 1
+        to_run, cached = to_run + own_todo, cached + own_cached
+        line = f"[{n}/{len(keys)}] {key}: " + (f"{own_todo} step(s) to run" if own_todo else "cached")
+        line += f", {own_cached} cached" if own_todo and own_cached else ""
+        for earlier, names in also.items():
+            line += f"; {len(names)} more shared with {earlier}, counted there: {', '.join(names)}"
+        echo(line)
+    total = f"study: {to_run} step(s) to run, {cached} cached ({to_run + cached} distinct steps"
+    echo(total + (f"; {len(shared)} of them shared by several runs, counted once)" if shared else ")"))
 
 
 def _minutes(seconds: float) -> str:
