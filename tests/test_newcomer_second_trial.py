@@ -206,3 +206,33 @@ def test_study_dry_run_counts_a_step_shared_by_arms_once(tmp_path, capsys):
     distinct = len(ids["sft"].keys() | ids["s3ft"].keys())
     assert lines[3] == (f"study: {distinct - 1} step(s) to run, 1 cached ({distinct} distinct steps; "
                         f"{len(shared)} of them shared by several runs, counted once)")
+
+
+def test_validate_builds_no_arrow_table_so_pandas_is_never_imported():
+    """validate took 1.2 s of CPU, half of it pandas, imported by pyarrow when validate built an
+    Arrow table of a packaged set only to read its first rows back (issue 16)."""
+    program = ("import sys\nfrom selfaug_compiler.cli import main\ncode = main(sys.argv[1:])\n"
+               "print('exit', code, sorted(m for m in ('pandas', 'pyarrow', 'torch', 'transformers') if m in sys.modules))")
+    for recipe in ("default.yaml", "demo/sft.yaml"):  # gsm8k (json lines), sst2 (Arrow files)
+        proc = subprocess.run([sys.executable, "-c", program, "validate", str(ROOT / "recipes" / recipe)],
+                              capture_output=True, text=True, cwd=ROOT, timeout=120)
+        assert "exit 0 " in proc.stdout, proc.stdout + proc.stderr
+        imported = proc.stdout.split("exit 0 ")[1]
+        assert "pandas" not in imported and "torch" not in imported, imported
+        assert recipe != "default.yaml" or "pyarrow" not in imported, imported  # no Arrow file read at all
+
+
+@pytest.mark.parametrize("name", ["gsm8k", "sciq", "sst2"])
+def test_packaged_rows_are_the_rows_of_the_packaged_table(name):
+    from selfaug_compiler.data.packaged import load_packaged, packaged_rows
+
+    table = load_packaged(name)
+    assert packaged_rows(name) == table.to_pylist() and table.schema.field("id").type == "string"
+
+
+def test_the_token_estimate_counts_digits_alike_in_ascii_and_other_text():
+    from selfaug_compiler.compile.budget import estimate_tokens
+
+    assert estimate_tokens("The answer is 1234.") == 4 + 4  # 15 other characters / 4, rounded up, + 4 digits
+    assert estimate_tokens("Die Antwort ist 1234 €.") == 5 + 4  # not ASCII: the per-character count
+    assert estimate_tokens("x" * 8 + "٣") == 2 + 1  # an Arabic-Indic digit is a digit too

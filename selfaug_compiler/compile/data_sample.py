@@ -126,10 +126,10 @@ def _sample_parquet(path: Path, n: int) -> list[dict[str, Any]]:
 
 @lru_cache(maxsize=32)
 def _packaged(name: str) -> SourceRows:
-    from selfaug_compiler.data.packaged import load_packaged
+    from selfaug_compiler.data.packaged import packaged_rows
 
-    table = load_packaged(name)
-    return SourceRows(table.slice(0, STATS_ROWS).to_pylist(), table.num_rows)
+    rows = packaged_rows(name)  # no Arrow table: building one imports pandas (see data/packaged.py)
+    return SourceRows(rows[:STATS_ROWS], len(rows))
 
 
 def read_packaged(name: str) -> SourceRows:
