@@ -30,6 +30,8 @@ Runs, artifacts, eval cache:
     put_eval(model_fp, bench_fp, benchmark, metrics_json, items) / get_eval(model_fp, bench_fp)
         -> (metrics, items as Arrow) | None
 Integrity: store.verify() -> VerifyReport (a damaged file is reported); store.gc() -> rows removed.
+A running step's ``ctx.store`` is a ``per_use.PerUseStore(path)``: the same methods, each on its own
+connection (nothing held during model work); ``per_use.run_lock(path)`` keeps a second run out.
 Faults of the file (damaged, disk full, read-only, newer format) raise ``faults.StoreFault``.
 """
 
