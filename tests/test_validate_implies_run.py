@@ -181,6 +181,8 @@ def test_a_completion_style_base_model_runs(tmp_path, tiny, capsys):
     recipe = write_recipe(tmp_path, write_data(tmp_path, "prompt_response", "jsonl"), COMPLETION,
                           shape="prompt_response", eval_="retention: [], max_new_tokens: 8", augment=SDFT)
     recipe.write_text(recipe.read_text().replace("in_domain: []", "in_domain: [heldout]"))
+    assert main(["validate", str(recipe)]) == 0
+    assert "; completion-style: raw prompt text, no chat template" in capsys.readouterr().out  # says which
     validated_then_run(recipe, capsys)
     report = json.loads(next(tmp_path.glob("artifacts/report-*/report.json")).read_text())
     assert "heldout" in json.dumps(report["benchmarks"]) and "sciq" in json.dumps(report["benchmarks"])

@@ -33,7 +33,8 @@ def validate_one(path: Path, overrides: list[str]) -> dict[str, Any]:
     report = found.report
     return {"file": str(path), "ok": found.ok, "problems": found.problems,
             "budget": report.budget if report else None,
-            "model": report.model.as_dict() if report and report.model else None}
+            "model": report.model.as_dict() if report and report.model else None,
+            "prompting": report.prompting if report else None}
 
 
 def _count(value: int | None, unknown: str = "?") -> str:
@@ -77,7 +78,7 @@ def _print_text(results: list[dict[str, Any]]) -> None:
             continue
         model = r["model"]
         what = f" model {model['architecture']} {model['num_layers']} layers ctx {model['context_length']}" if model else ""
-        print(f"{r['file']}: ok{what}")
+        print(f"{r['file']}: ok{what}" + (f"; {r['prompting']}" if r.get("prompting") else ""))
         for line in _budget_lines(r["budget"]):
             print(line)
 

@@ -46,6 +46,7 @@ class CheckReport:
     budget: dict[str, Any] = field(default_factory=dict)
     samples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # task name -> rows
     data: list[StageData] = field(default_factory=list)  # per stage: what was read of its sources
+    prompting: str | None = None  # how the model's text is formatted (compile/prompt_format_checks.py)
 
     @property
     def errors(self) -> list[Problem]:

@@ -30,6 +30,7 @@ def check_prompt_format(checker: Any, stages: list[Any], sources: list[Any]) -> 
             models.append((checker.augment_path(i) + ("judge", "model"), judge.model))
     for at, spec in models:
         _check_backend_mode(checker, at, spec)
+    checker.report.prompting = describe(recipe.model)
     if recipe.model.prompt_format != COMPLETION:
         return
     if recipe.model.chat_template:
@@ -45,6 +46,13 @@ def check_prompt_format(checker: Any, stages: list[Any], sources: list[Any]) -> 
         _check_rows(checker, stage.task, source.rows if source is not None else [], checker.task_path(i),
                     _data_file(checker, stage.task))
     _check_benchmarks(checker, recipe.eval)
+
+
+def describe(spec: Any) -> str:
+    """What validate's ok line says of the formatting, before anything runs."""
+    if spec.prompt_format == COMPLETION:
+        return "completion-style: raw prompt text, no chat template"
+    return f"chat template: {spec.chat_template}" if spec.chat_template else "chat template: the tokenizer's"
 
 
 def _check_backend_mode(checker: Any, at: tuple[Any, ...], spec: Any) -> None:
