@@ -84,14 +84,20 @@ def tiny(tmp_path_factory):
     return folder
 
 
-def _project(tmp_path: Path, tiny: Path, model_extra: str) -> Path:
+def _bare(tiny: Path, folder: Path) -> Path:
+    """A copy of the tiny model whose tokenizer has no chat template (a base model)."""
     import shutil
 
-    shutil.copytree(tiny, tmp_path / "tiny")
-    config = json.loads((tmp_path / "tiny" / "tokenizer_config.json").read_text())
+    shutil.copytree(tiny, folder)
+    config = json.loads((folder / "tokenizer_config.json").read_text())
     config.pop("chat_template", None)
-    (tmp_path / "tiny" / "tokenizer_config.json").write_text(json.dumps(config))
-    (tmp_path / "tiny" / "chat_template.jinja").unlink(missing_ok=True)
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    (folder / "chat_template.jinja").unlink(missing_ok=True)
+    return folder
+
+
+def _project(tmp_path: Path, tiny: Path, model_extra: str) -> Path:
+    _bare(tiny, tmp_path / "tiny")
     (tmp_path / "t.jsonl").write_text("".join(json.dumps({"prompt": f"{i}+{i}?", "response": str(2 * i)}) + "\n"
                                               for i in range(5)))
     (tmp_path / "r.yaml").write_text(
@@ -147,3 +153,19 @@ def test_the_chat_template_is_in_rows_and_ids(tmp_path, tiny, capsys):
     n = _run(_project(tmp_path / "n", tiny, ", prompt_format: completion"), capsys)
     assert n["generate.rewrite:templates"] == {"none"} and n["judge.rewrite:templates"] == {"none"}
     assert n["generate.rewrite"] not in (a["generate.rewrite"], b["generate.rewrite"])
+
+
+def test_selfaug_eval_on_a_base_model(tmp_path, tiny, capsys):
+    """``selfaug eval`` on a model without a chat template: refused as chat (exit 2, naming
+    --prompt-format), scored with ``--prompt-format completion``; cached apart from chat results."""
+    from selfaug_compiler.cli import main
+
+    bare = str(_bare(tiny, tmp_path / "base"))
+    args = ["eval", bare, "-b", "gsm8k", "--limit", "1", "--max-new-tokens", "4", "--device", "cpu",
+            "--store", str(tmp_path / "s.duckdb"), "--format", "json"]
+    assert main(args) == 2
+    assert "prompt_format: completion" in capsys.readouterr().err
+    assert main([*args, "--prompt-format", "completion"]) == 0, capsys.readouterr()
+    result = json.loads(capsys.readouterr().out)["gsm8k"]
+    assert result["n"] == 1 and result["cached"] is False and ":completion:" in result["model_key"]
+    assert main([*args, "--prompt-format", "completion", "--apply-chat-template"]) == 2

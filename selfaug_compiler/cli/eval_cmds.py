@@ -69,10 +69,18 @@ def eval_command(
                                                               "of task YAMLs; repeatable")] = None,
     metric: Annotated[Optional[str], typer.Option("--metric", help="lm_eval: benchmarks: an item's pass/fail metric "
                                                   "(default: acc, or exact_match for generation)")] = None,
+    prompt_format: Annotated[str, typer.Option("--prompt-format", help="chat: prompts through the model's chat "
+                                               "template; completion: a base model without one gets raw text "
+                                               "(as model.prompt_format in a recipe)")] = "chat",
 ) -> None:
     """Evaluate MODEL on benchmarks (scores equal lm-evaluation-harness's at the same dtype)."""
     _check_choice(dtype, DTYPES, "--dtype")
     _check_choice(fmt, ("text", "json", "markdown"), "--format")
+    _check_choice(prompt_format, ("chat", "completion"), "--prompt-format")
+    if prompt_format == "completion" and apply_chat_template:
+        raise SelfaugError("--apply-chat-template asks for the chat template of a completion-style model",
+                           field="--apply-chat-template", hint="drop one of --apply-chat-template and "
+                           "--prompt-format completion")
     if limit is not None and limit < 1:
         raise SelfaugError("--limit must be at least 1", field="--limit", found=str(limit))
     from selfaug_compiler.evaluate.core import LazyModel, evaluate_cached
@@ -88,7 +96,7 @@ def eval_command(
                   "chat_template": True if apply_chat_template else None}
     benches = [load_benchmark(b, limit=limit, seed=seed, max_new_tokens=max_new_tokens, lm_eval=lm_eval,
                               prompt=prompt) for b in benchmark]
-    lazy = LazyModel(model, dtype=dtype, device=device)
+    lazy = LazyModel(model, dtype=dtype, device=device, prompt_format=prompt_format)
     cache = None if no_cache else ShortLivedStore(store)
     outcomes = []
     for b in benches:
