@@ -169,3 +169,32 @@ def test_selfaug_eval_on_a_base_model(tmp_path, tiny, capsys):
     result = json.loads(capsys.readouterr().out)["gsm8k"]
     assert result["n"] == 1 and result["cached"] is False and ":completion:" in result["model_key"]
     assert main([*args, "--prompt-format", "completion", "--apply-chat-template"]) == 2
+
+
+def test_a_served_completion_style_model(tmp_path):
+    """A completion-style model behind an OpenAI-compatible server (mode: completions, the stub
+    server of tests/test_backends_openai_stub.py): every request is ``/completions`` with the
+    completion text (the prompt template's render + a newline), and the rows name ``none``."""
+    pytest.importorskip("torch")
+    from selfaug_compiler.recipe.schema import ModelSpec, S3ftParams
+    from tests.test_augment_steps import SHORT, recipe_for, rows_of, run_until_mix
+    from tests.test_backends_openai_stub import StubServer
+
+    (tmp_path / "toy.jsonl").write_text("".join(json.dumps({"id": f"q{i}", "question": f"{i} + 1?",
+                                                            "answer": f"#### {i + 1}"}) + "\n" for i in range(3)))
+    stub = StubServer()
+    try:
+        recipe = recipe_for(tmp_path, S3ftParams(answer=SHORT, paraphrase=SHORT), "served_base")
+        recipe = recipe.model_copy(update={"model": ModelSpec(ref="base-model", prompt_format="completion", backend={
+            "kind": "openai", "mode": "completions", "base_url": stub.url, "max_retries": 0})})
+        _, summary = run_until_mix(tmp_path, recipe, tmp_path / "s.duckdb")
+        answers = rows_of(tmp_path / "s.duckdb", summary, "generate.self_answer")
+        assert len(answers) == 3 and len(stub.bodies) >= 3
+        first = stub.bodies[:3]  # the self-answers (the paraphrases follow)
+        assert all("messages" not in b and b["prompt"].endswith("\n") and "<|im_start|>" not in b["prompt"]
+                   for b in first), first
+        assert sorted(q for q in ("0 + 1?", "1 + 1?", "2 + 1?") for b in first if q in b["prompt"]) \
+            == ["0 + 1?", "1 + 1?", "2 + 1?"]
+        assert {json.loads(r["meta"])["chat_template"] for r in answers} == {"none"}
+    finally:
+        stub.server.shutdown()
