@@ -75,24 +75,36 @@ def run_lock(store_path: Path, *, wait_s: float | None = None) -> Iterator[None]
         return
     wait = default_wait_s() if wait_s is None else wait_s
     path = run_lock_path(store_path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        deadline, delay = time.monotonic() + wait, 0.05
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise _held_by_a_run(store_path, fd, wait) from None
-                time.sleep(delay)
-                delay = min(delay * 2, 0.5)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:  # a read-only folder: opening the store says so, in its own words
+        yield
+        return
+    try:
+        if _lock(fcntl, fd, store_path, wait):
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
         yield
     finally:
         os.close(fd)  # releases the lock; the file stays (removing it would race a waiting run)
+
+
+def _lock(fcntl: Any, fd: int, store_path: Path, wait: float) -> bool:
+    """Take the lock, waiting up to ``wait`` s; False where the file system has no flock (some
+    network file systems): the run then goes on unlocked, as before the run lock existed."""
+    deadline, delay = time.monotonic() + wait, 0.05
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise _held_by_a_run(store_path, fd, wait) from None
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+        except OSError:  # ENOLCK, EOPNOTSUPP
+            return False
 
 
 def _held_by_a_run(store_path: Path, fd: int, waited: float) -> SelfaugError:
