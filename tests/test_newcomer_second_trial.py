@@ -236,3 +236,17 @@ def test_the_token_estimate_counts_digits_alike_in_ascii_and_other_text():
     assert estimate_tokens("The answer is 1234.") == 4 + 4  # 15 other characters / 4, rounded up, + 4 digits
     assert estimate_tokens("Die Antwort ist 1234 €.") == 5 + 4  # not ASCII: the per-character count
     assert estimate_tokens("x" * 8 + "٣") == 2 + 1  # an Arabic-Indic digit is a digit too
+
+
+def test_a_command_finding_no_default_store_names_the_stores_next_to_it(tmp_path, monkeypatch, capsys):
+    from selfaug_compiler.store import open_store
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SELFAUG_STORE", raising=False)
+    with open_store(tmp_path / ".selfaug" / "lab.duckdb"):  # what make demo leaves
+        pass
+    assert main(["compare", "0123456789ab", "ba9876543210"]) == 2  # run ids are looked up in the store
+    err = capsys.readouterr().err
+    assert "no store at .selfaug/store.duckdb" in err and "other stores next to it: --store .selfaug/lab.duckdb" in err
+    assert main(["data", "show", "x"]) == 2  # a data command: the neighbours named once
+    assert capsys.readouterr().err.count("--store .selfaug/lab.duckdb") == 2  # the store: line and the error

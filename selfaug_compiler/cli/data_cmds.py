@@ -61,7 +61,7 @@ def _naming_store(exc: SelfaugError, path: Path) -> SelfaugError:
     if str(path) not in exc.render():
         first.message += f" (store {path})"
     others = other_stores(path)
-    if others and first.message.startswith(("unknown dataset", "no store at")):
+    if others and first.message.startswith(("unknown dataset", "no store at")) and "other stores" not in (first.hint or ""):
         first.hint = f"{first.hint}; other stores next to it: {others}" if first.hint else f"other stores: {others}"
     exc.args = (exc.render(),)
     return exc

@@ -47,9 +47,12 @@ def connect(path: Path, *, read_only: bool, wait_s: float):
     import duckdb
 
     if read_only and not path.exists():
+        from selfaug_compiler.cli.store_note import other_stores  # standard library only
+
+        others = other_stores(path)
         raise SelfaugError(
             f"no store at {path}", hint="import data first (selfaug data import) or pass --store PATH"
-        )
+            + (f"; other stores next to it: {others}" if others else ""))
     if path.is_dir():
         raise SelfaugError(f"the store path {path} is a folder, not a store file",
                            hint=f"pass the file inside it, e.g. --store {path / 'store.duckdb'}")
