@@ -198,3 +198,24 @@ def test_a_served_completion_style_model(tmp_path):
         assert {json.loads(r["meta"])["chat_template"] for r in answers} == {"none"}
     finally:
         stub.server.shutdown()
+
+
+def test_a_model_judge_names_its_chat_template(tmp_path):
+    """S3FT with a model judge on the tiny model (ChatML): the self-answers name the template they
+    were generated with, and the judged rows also name the judge's (``meta.judge_chat_template``)."""
+    pytest.importorskip("torch")
+    from selfaug_compiler.recipe.schema import JudgeSpec, S3ftParams
+    from tests.test_augment_steps import SHORT, recipe_for, rows_of, run_until_mix
+    from tests.tiny_models import CHATML
+
+    build_tiny_model(tmp_path / "tiny")
+    (tmp_path / "toy.jsonl").write_text("".join(json.dumps({"id": f"q{i}", "question": f"{i} + 1?",
+                                                            "answer": f"#### {i + 1}"}) + "\n" for i in range(2)))
+    recipe = recipe_for(tmp_path, S3ftParams(answer=SHORT, paraphrase=SHORT, judge=JudgeSpec(kind="model"),
+                                                accept_truncated=True), "mj")
+    _, summary = run_until_mix(tmp_path, recipe, tmp_path / "s.duckdb")
+    chatml = "sha256:" + hashlib.sha256(CHATML.encode()).hexdigest()
+    judged = rows_of(tmp_path / "s.duckdb", summary, "judge.self_answer")
+    assert len(judged) == 2
+    assert all(json.loads(r["meta"])["chat_template"] == chatml for r in judged)
+    assert all(json.loads(r["meta"])["judge_chat_template"] == chatml for r in judged)

@@ -10,6 +10,7 @@ import pytest
 
 pytest.importorskip("torch")
 
+from selfaug_compiler.errors import SelfaugError  # noqa: E402
 from selfaug_compiler.plan import Plan, Step  # noqa: E402
 from selfaug_compiler.runtime import StepContext, StepResult  # noqa: E402
 from tests.test_evaluate_loglik import build_tiny  # noqa: E402
@@ -96,8 +97,14 @@ def test_heldout_generation_with_gold_loss(env):
     version = env["store"].commit("task-heldout", rows, step_id="ingest-id")
     step = eval_step(env, "eval.before.heldout", benchmark="heldout", custom=None, answer_type="number")
     step.inputs = ["ingest"]
+    chat = context(env, step, inputs={"ingest": StepResult(datasets={"heldout": version.ref})})
+    with pytest.raises(SelfaugError, match="no chat template"):  # never raw text by default (issue 11.3)
+        evaluate(chat)
+    # the tiny model has no chat template: a completion-style base model (models/completion.py)
+    step.params["model"] = {**step.params["model"], "prompt_format": "completion"}
     result = evaluate(context(env, step, inputs={"ingest": StepResult(datasets={"heldout": version.ref})}))
     assert result.metrics["n"] == 3 and result.metrics["answer_type"] == "number"
+    assert ":completion:" in result.metrics["model_key"]
     assert result.metrics["gold_loss"] > 0  # nats/token of the gold responses
     _, table = env["store"].get_eval(result.metrics["model_key"], result.metrics["fingerprint"])
     items = table.to_pylist()
