@@ -250,3 +250,16 @@ def test_a_command_finding_no_default_store_names_the_stores_next_to_it(tmp_path
     assert "no store at .selfaug/store.duckdb" in err and "other stores next to it: --store .selfaug/lab.duckdb" in err
     assert main(["data", "show", "x"]) == 2  # a data command: the neighbours named once
     assert capsys.readouterr().err.count("--store .selfaug/lab.duckdb") == 2  # the store: line and the error
+
+
+@pytest.mark.parametrize("sizes", [[5, 70000, 3, 65530, 0, 200000, 1], [65528], [65520, 4, 1], [0] * 10000, []])
+def test_gguf_string_arrays_are_skipped_in_blocks_to_the_byte(sizes):
+    import io
+    import struct
+
+    from selfaug_compiler.compile.model_info import _skip_strings
+
+    data = b"".join(struct.pack("<Q", n) + b"x" * n for n in sizes) + b"TAIL"
+    f = io.BytesIO(data)
+    _skip_strings(f, len(sizes))  # strings longer than a block, a length split across two blocks
+    assert f.read() == b"TAIL"

@@ -211,13 +211,29 @@ def _read_value(f: BinaryIO, vtype: int, key: str) -> Any:
         if etype in _SCALARS:  # skip the elements: only their number matters here
             f.seek(count * struct.calcsize(_SCALARS[etype]), os.SEEK_CUR)
         elif etype == _STRING:
-            for _ in range(count):
-                (n,) = struct.unpack("<Q", f.read(8))
-                f.seek(n, os.SEEK_CUR)
+            _skip_strings(f, count)
         else:
             raise ModelInfoError(f"GGUF key {key}: nested arrays are not supported")
         return count
     raise ModelInfoError(f"GGUF key {key}: unknown value type {vtype}")
+
+
+_LENGTH = struct.Struct("<Q")
+
+
+def _skip_strings(f: BinaryIO, count: int) -> None:
+    """Skip ``count`` GGUF strings (u64 length, bytes), reading blocks: a vocabulary is ~50k
+    strings, and one read and seek per string cost validate 60 ms on the packaged model."""
+    buf, pos = b"", 0
+    for _ in range(count):
+        if pos + 8 > len(buf):
+            if pos > len(buf):  # the last string ran past the block
+                f.seek(pos - len(buf), os.SEEK_CUR)
+                buf, pos = b"", 0
+            buf, pos = buf[pos:] + f.read(1 << 16), 0
+        (n,) = _LENGTH.unpack_from(buf, pos)
+        pos += 8 + n
+    f.seek(pos - len(buf), os.SEEK_CUR)  # back over what was read beyond the array (or on past it)
 
 
 def _from_gguf(ref: str, path: Path) -> ModelInfo:
