@@ -88,15 +88,18 @@ def test_data_ls_reads_the_store_while_a_run_is_in_model_work(tmp_path):
         assert second.returncode == 2 and f"is in use by another run (pid {run.pid}: driver.py" in second.stderr, \
             second.stderr
         assert "Traceback" not in second.stderr
-        (tmp_path / "release").write_text("go")
+        from selfaug_compiler.store import open_store
+
+        with open_store(store, read_only=True) as reader:  # a reader holding the store as the step commits:
+            (tmp_path / "release").write_text("go")  # the run's next call waits for it instead of failing
+            time.sleep(1.5)
+            assert reader.resolve("t").n_rows == 2 and run.poll() is None
         out, err = run.communicate(timeout=90)
     finally:
         if run.poll() is None:
             run.kill()
             run.wait()
     assert run.returncode == 0 and "STATUSES ['done', 'done']" in out, out + err
-    from selfaug_compiler.store import open_store
-
     with open_store(store, read_only=True) as s:  # the step's two batches, committed as one version
         assert s.read("gen")["response"].to_pylist() == ["own 1", "own 2"]
         assert {d["name"] for d in s.datasets()} == {"t", "gen", "other"}
