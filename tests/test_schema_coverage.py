@@ -74,12 +74,12 @@ FLIPS: dict[str, Any] = {
     "execution.num_nodes": 2,
     "model.backend.kind": "transformers",
 }
-for _prefix in ("model.backend", "augment[S3ftParams].judge.model.backend"):
+for _prefix in ("model.backend", "augment[S3ftParams].judge.model.backend", "eval.backend"):
     FLIPS.update({f"{_prefix}.served_model": "other-model", f"{_prefix}.base_url": "http://127.0.0.1:9/v1",
                   f"{_prefix}.api_key_env": "OTHER_KEY", f"{_prefix}.max_model_len": 2048})
 FLIPS.update({"augment[S3ftParams].judge.model.ref": "models/m", "augment[S3ftParams].judge.model.revision": "v2",
               "augment[S3ftParams].judge.model.chat_template": "chat.jinja",
-              "augment[S3ftParams].judge.model.backend.kind": "transformers"})
+              "augment[S3ftParams].judge.model.backend.kind": "transformers", "eval.backend.kind": "transformers"})
 # Extra settings a flip needs to be valid or to reach the part that reads it (path -> overrides).
 CONTEXT: dict[str, dict[str, Any]] = {
     "train.lora": {"train.method": "lora"}, "train.freeze": {"train.method": "freeze"},
@@ -93,6 +93,7 @@ CONTEXT: dict[str, dict[str, Any]] = {
                                         "augment.judge.model": {"ref": "packaged:smollm2-135m-instruct",
                                                                 "backend": {"kind": "openai"}}},
     "interpolate": {"interpolate": {"alphas": [0.5]}},
+    "eval.backend": {"eval.backend": {"kind": "vllm"}},  # evaluate steps carry a non-default eval backend
     "diagnose": {"diagnose": {"kl_to_base": True}, "task.split.heldout": 8},
 }
 VARIANTS = {  # union variant -> how the base recipe selects it

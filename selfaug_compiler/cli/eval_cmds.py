@@ -72,11 +72,19 @@ def eval_command(
     prompt_format: Annotated[str, typer.Option("--prompt-format", help="chat: prompts through the model's chat "
                                                "template; completion: a base model without one gets raw text "
                                                "(as model.prompt_format in a recipe)")] = "chat",
+    backend: Annotated[str, typer.Option("--backend", help="what generates replies of generation benchmarks: "
+                                         "transformers | vllm (CUDA) | openai (an endpoint serving MODEL as the "
+                                         "base model; multiple choice stays in-process)")] = "transformers",
+    served_model: Annotated[Optional[str], typer.Option("--served-model", help="--backend openai: the name the "
+                                                        "server knows (default: MODEL)")] = None,
+    base_url: Annotated[Optional[str], typer.Option("--base-url", help="--backend openai: the server's URL "
+                                                    "ending in /v1 (default: $OPENAI_BASE_URL)")] = None,
 ) -> None:
     """Evaluate MODEL on benchmarks (scores equal lm-evaluation-harness's at the same dtype)."""
     _check_choice(dtype, DTYPES, "--dtype")
     _check_choice(fmt, ("text", "json", "markdown"), "--format")
     _check_choice(prompt_format, ("chat", "completion"), "--prompt-format")
+    _check_choice(backend, ("transformers", "vllm", "openai"), "--backend")
     if prompt_format == "completion" and apply_chat_template:
         raise SelfaugError("--apply-chat-template asks for the chat template of a completion-style model",
                            field="--apply-chat-template", hint="drop one of --apply-chat-template and "
@@ -84,6 +92,7 @@ def eval_command(
     if limit is not None and limit < 1:
         raise SelfaugError("--limit must be at least 1", field="--limit", found=str(limit))
     from selfaug_compiler.evaluate.core import LazyModel, evaluate_cached
+    from selfaug_compiler.evaluate.eval_backend import with_backend
     from selfaug_compiler.evaluate.registry import load_benchmark
     from selfaug_compiler.progress import Progress
 
@@ -96,7 +105,9 @@ def eval_command(
                   "chat_template": True if apply_chat_template else None}
     benches = [load_benchmark(b, limit=limit, seed=seed, max_new_tokens=max_new_tokens, lm_eval=lm_eval,
                               prompt=prompt) for b in benchmark]
-    lazy = LazyModel(model, dtype=dtype, device=device, prompt_format=prompt_format)
+    spec = _backend_spec(backend, served_model, base_url, prompt_format)  # evaluate/eval_backend.py
+    benches = [with_backend(b, spec) for b in benches]
+    lazy = LazyModel(model, dtype=dtype, device=device, prompt_format=prompt_format, backend=spec)
     cache = None if no_cache else ShortLivedStore(store)
     outcomes = []
     for b in benches:
@@ -105,7 +116,8 @@ def eval_command(
     if fmt == "json":
         out = {o.benchmark.name: {"acc": o.metrics.get("acc"), "acc_norm": o.metrics.get("acc_norm"),
                                   "n": o.metrics.get("n"), "fingerprint": o.benchmark.fingerprint,
-                                  "cached": o.cached, "model_key": lazy.key()} for o in outcomes}
+                                  "cached": o.cached, "model_key": lazy.key(),
+                                  "backend": o.metrics.get("backend")} for o in outcomes}
         print(json.dumps(out, indent=2))
         return
     _print_eval_table(model, lazy.key(), outcomes)
@@ -115,6 +127,26 @@ def eval_command(
         from selfaug_compiler.store.lock import resolve_store_path
 
         print(f"result cache: store {resolve_store_path(store).resolve()}")
+
+
+def _backend_spec(kind: str, served_model: str | None, base_url: str | None, prompt_format: str) -> dict | None:
+    """``--backend`` as an eval backend spec (None: transformers), vllm checked like ``validate`` does."""
+    if kind == "transformers":
+        for flag, value in (("--served-model", served_model), ("--base-url", base_url)):
+            if value is not None:
+                raise SelfaugError(f"{flag} applies to --backend openai", field=flag, hint="add --backend openai")
+        return None
+    if kind == "vllm":
+        import importlib.util
+
+        from selfaug_compiler.precision import visible_cuda_devices
+
+        if importlib.util.find_spec("vllm") is None or visible_cuda_devices() == 0:
+            raise SelfaugError("--backend vllm needs the vllm package and a CUDA GPU", field="--backend",
+                               expected="vllm importable and a visible NVIDIA GPU",
+                               hint="pip install 'selfaug-compiler[vllm]' on the GPU machine, or --backend transformers")
+    return {"kind": kind, "served_model": served_model, "base_url": base_url,
+            "mode": "completions" if prompt_format == "completion" else "chat"}
 
 
 def _print_eval_table(model: str, key: str, outcomes: list) -> None:

@@ -30,24 +30,56 @@ def _installed(module: str) -> bool:
         return False
 
 
-def check_backend(checker: Any, online: bool | None = None) -> None:
-    online = _ONLINE[0] if online is None else online
-    spec = checker.recipe.model.backend
+def _check_local(checker: Any, spec: Any, where: tuple[str, ...]) -> None:
+    """vllm installed and CUDA visible; openai-only fields unused."""
     if spec.kind == "vllm":
         if not _installed("vllm"):
-            checker.add(WHERE + ("kind",), "the vllm backend needs the vllm package, which is not installed",
+            checker.add(where + ("kind",), "the vllm backend needs the vllm package, which is not installed",
                         expected="vllm importable", found="no module vllm",
                         hint="pip install 'selfaug-compiler[vllm]' on the GPU machine, or kind: transformers")
         if visible_cuda_devices() == 0:
-            checker.add(WHERE + ("kind",), "the vllm backend needs a CUDA GPU and this machine has none "
+            checker.add(where + ("kind",), "the vllm backend needs a CUDA GPU and this machine has none "
                         "(no /proc/driver/nvidia/gpus, or CUDA_VISIBLE_DEVICES hides them)",
                         expected="a visible NVIDIA GPU", found="none",
-                        hint="validate and run on the GPU machine, or use kind: transformers / openai here")
+                        hint="validate and run on the GPU machine, or use kind: transformers here")
     if spec.kind != "openai":
         for name in ("served_model", "base_url"):
             if getattr(spec, name) is not None:
-                checker.add(WHERE + (name,), f"{name} only applies to kind: openai", severity="warning",
+                checker.add(where + (name,), f"{name} only applies to kind: openai", severity="warning",
                             found=f"kind: {spec.kind}", hint=f"remove {name}, or set kind: openai")
+
+
+def check_eval_backend(checker: Any) -> None:
+    """``eval.backend`` (evaluate/eval_backend.py): an in-process engine that loads each evaluated
+    checkpoint. An openai endpoint serves one fixed model, and every recipe evaluates its fine-tuned
+    checkpoints (and compares them with the base on the same engine), so it is refused here."""
+    from selfaug_compiler.evaluate.eval_backend import ADAPTER_HINT, ADAPTER_REFUSED, CHECKPOINT_HINT, CHECKPOINT_REFUSED
+
+    spec, where = checker.recipe.eval.backend, ("eval", "backend")
+    if spec.kind == "openai":
+        checker.add(where + ("kind",), f"{CHECKPOINT_REFUSED} (the recipe's eval.after.* steps, scored against "
+                    "the base model on the same engine)", expected="transformers | vllm", found="openai",
+                    hint=CHECKPOINT_HINT)
+        return
+    _check_local(checker, spec, where)
+    if spec.kind != "vllm":
+        return
+    if any(stage.train.method == "lora" for stage in checker.recipe.stage_list()):
+        checker.add(where + ("kind",), ADAPTER_REFUSED, expected="train.method full or freeze", found="lora",
+                    hint=ADAPTER_HINT)
+    if checker.recipe.model.chat_template:  # vllm_backend.py formats chats with the folder's own template
+        checker.add(where + ("kind",), "the vllm eval backend formats prompts with each model folder's own chat "
+                    "template, so model.chat_template would not apply to the base model's evaluation",
+                    expected="no model.chat_template with eval.backend.kind vllm",
+                    found=str(checker.recipe.model.chat_template),
+                    hint="set eval.backend.kind: transformers, or save the template into the model folder's tokenizer")
+
+
+def check_backend(checker: Any, online: bool | None = None) -> None:
+    online = _ONLINE[0] if online is None else online
+    spec = checker.recipe.model.backend
+    _check_local(checker, spec, WHERE)
+    if spec.kind != "openai":
         return
     url = spec.base_url or os.environ.get("OPENAI_BASE_URL")
     if not url:

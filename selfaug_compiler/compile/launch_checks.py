@@ -24,9 +24,10 @@ def _installed(module: str) -> bool:
 
 
 def check_launch(checker: Any) -> None:
-    from selfaug_compiler.compile.backend_checks import check_backend
+    from selfaug_compiler.compile.backend_checks import check_backend, check_eval_backend
 
     check_backend(checker)  # model.backend (issue 12): installed, consistent, --online reachable
+    check_eval_backend(checker)  # eval.backend: an in-process engine that can load the checkpoints
     recipe = checker.recipe
     ex = recipe.execution
     device = resolve_device_name(ex.device)

@@ -20,6 +20,7 @@ def add_diagnose(builder: Any, ingest: str, train: str, heldout_rows: int) -> li
                            hint="set task.split.heldout (e.g. 64) or drop diagnose")
     step = builder.add(Step("diagnose.kl_to_base", "diagnose", inputs=[ingest, train],
                             params={"model": builder.local_model, "limit": spec.limit, "seed": builder.recipe.eval.seed,
-                                    "max_new_tokens": spec.max_new_tokens},
+                                    "max_new_tokens": spec.max_new_tokens,
+                                    **({"backend": builder.eval_backend} if builder.eval_backend else {})},
                             speed=dict(builder.eval_speed), outputs={"metrics": "kl_to_base"}))
     return [step.name]

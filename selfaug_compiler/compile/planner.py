@@ -44,6 +44,11 @@ class PlanBuilder:
         if recipe.model.backend.kind != "transformers":  # its URL, concurrency, retries: speed (generate/backends)
             self.gen_speed["backend"] = recipe.model.backend.model_dump()
         self.eval_speed = {"batch_size": ex.eval_batch_size, "device": ex.device, **threads}
+        # eval.backend (evaluate/eval_backend.py): its kind/served_model/mode are content of evaluate and
+        # diagnose steps (the engine's numerics can move scores), its URL/parallelism speed; transformers: no param
+        self.eval_backend = content_view(recipe.eval.backend) if recipe.eval.backend.kind != "transformers" else None
+        if self.eval_backend is not None:
+            self.eval_speed["backend"] = recipe.eval.backend.model_dump()
 
     def add(self, step: Step) -> Step:
         self.steps.append(step)
@@ -157,6 +162,8 @@ class PlanBuilder:
         # After-evals carry the base model too: its dtype/template settings apply to the trained
         # artifact, so before and after are scored the same way.
         params["model"] = self.local_model
+        if self.eval_backend is not None:
+            params["backend"] = self.eval_backend
         return self.add(Step(name, "evaluate", params=params, inputs=inputs, speed=dict(self.eval_speed),
                              outputs={"results": name}))
 

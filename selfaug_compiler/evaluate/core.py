@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from selfaug_compiler.evaluate.eval_backend import on_backend
 from selfaug_compiler.evaluate.registry import Benchmark
 from selfaug_compiler.progress import ProgressFn as Progress
 
@@ -30,11 +31,14 @@ class LazyModel:
 
     def __init__(self, ref: str, *, revision: str | None = None, dtype: str = "auto", device: str = "auto",
                  trust_remote_code: bool = False, chat_template: str | None = None,
-                 base_dir: Path | None = None, loaded: Any = None, prompt_format: str = "chat") -> None:
+                 base_dir: Path | None = None, loaded: Any = None, prompt_format: str = "chat",
+                 backend: dict[str, Any] | None = None, trained: bool = False) -> None:
         self.ref, self.revision, self.dtype, self.device = ref, revision, dtype, device
         self.trust_remote_code, self.chat_template, self.base_dir = trust_remote_code, chat_template, base_dir
         self._loaded, self.prompt_format = loaded, prompt_format
+        self.backend, self.trained = backend, trained  # eval.backend (evaluate/eval_backend.py); None: transformers
         self._key: str | None = None
+        self._target: Any = None
 
     def key(self) -> str:
         """``<weights fingerprint>[<format tag>]:<dtype>`` without loading the weights."""
@@ -73,6 +77,19 @@ class LazyModel:
                                       trust_remote_code=self.trust_remote_code, chat_template=self.chat_template,
                                       base_dir=self.base_dir, prompt_format=self.prompt_format)
         return self._loaded
+
+    def target(self, bench: Any) -> Any:
+        """What scores ``bench``: the eval backend (an ``EvalTarget``) for a generation benchmark
+        when one is set, else the model loaded in-process."""
+        from selfaug_compiler.evaluate.eval_backend import EvalTarget, build_backend, on_backend
+
+        if not self.backend or not on_backend(bench):
+            return self.get()
+        if self._target is None:
+            self._target = EvalTarget(build_backend(self.backend, ref=self.ref, revision=self.revision,
+                                                    base_dir=self.base_dir, trained=self.trained,
+                                                    prompt_format=self.prompt_format), self)
+        return self._target
 
 
 def _mean(values: list[float]) -> float | None:
@@ -132,8 +149,13 @@ def evaluate_cached(model: LazyModel, bench: Benchmark, store: Any, *, batch_siz
             metrics, table = hit
             return EvalOutcome(bench, metrics, table.to_pylist(), cached=True)
     run = scorer or run_benchmark
-    metrics, items = run(model.get(), bench, batch_size=batch_size, progress=progress)
+    target = model.target(bench)
+    metrics, items = run(target, bench, batch_size=batch_size, progress=progress)
     metrics = dict(metrics, model_key=model_key, model_ref=model.ref)
+    if on_backend(bench):  # which engine generated the replies (generate/backends provenance)
+        from selfaug_compiler.generate.backends.steps import backend_of
+
+        metrics["backend"] = backend_of(target).provenance()
     if store is not None:
         store.put_eval(model_key, bench.fingerprint, bench.name, metrics, items)
     return EvalOutcome(bench, metrics, items, cached=False)

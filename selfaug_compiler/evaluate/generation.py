@@ -4,7 +4,8 @@ Prompts go the way the model is trained and used (``generate(..., chat=None)``):
 or the completion text of a completion-style base model (``models/completion.py``); a benchmark
 setting ``chat: False`` sends its prompts raw (lm_eval's format). ``gold_loss`` gives the mean
 negative log-likelihood (nats/token) of the gold responses under the same template, useful
-where accuracy sits at the floor (a small model on GSM8K).
+where accuracy sits at the floor (a small model on GSM8K). Replies come from a generation backend
+(``generate/backends``): the loaded model's own engine, or ``eval.backend`` (``eval_backend.py``).
 """
 
 from __future__ import annotations
@@ -77,9 +78,12 @@ def score_generation(loaded: Any, items: list[GenItem], *, answer_type: str, max
     """Per-item results: acc (pass@1 / match), the raw output, the extracted prediction.
     ``chat``: prompts through the chat template; an item's ``extra["until"]`` cuts its output at
     the first stop string before judging (lm_eval's ``until``)."""
+    from selfaug_compiler.evaluate.eval_backend import greedy_seeds
     from selfaug_compiler.evaluate.prompting import cut_at
+    from selfaug_compiler.generate.backends.steps import backend_of
+    from selfaug_compiler.generate.engine import SamplingParams
 
-    from selfaug_compiler.generate.engine import SamplingParams, generate
+    backend = backend_of(loaded)  # the loaded model's transformers engine, or the eval backend (eval_backend.py)
 
     done = [0]
 
@@ -90,9 +94,9 @@ def score_generation(loaded: Any, items: list[GenItem], *, answer_type: str, max
 
     if progress is not None:
         progress(0, len(items))
-    gens = generate(loaded, [item.prompt for item in items],
-                    SamplingParams(temperature=0.0, max_new_tokens=max_new_tokens),
-                    batch_size=batch_size, chat=chat, on_batch=on_batch, progress=False)
+    gens = backend.generate([item.prompt for item in items], SamplingParams(temperature=0.0, max_new_tokens=max_new_tokens),
+                            seeds=greedy_seeds(backend, len(items)), batch_size=batch_size, chat=chat,
+                            on_batch=on_batch, progress=False)
     out = []
     for item, gen in zip(items, gens):
         row = {"id": item.id, "output": gen.text, "new_tokens": gen.new_tokens, "finish_reason": gen.finish_reason,
@@ -111,6 +115,9 @@ def gold_loss(loaded: Any, prompts: list[str], responses: list[str], *, batch_si
 
     from selfaug_compiler.generate.engine import encode_prompt
 
+    from selfaug_compiler.evaluate.eval_backend import in_process
+
+    loaded = in_process(loaded)  # logits: always the model loaded in-process
     tok = loaded.tokenizer
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     end = [tok.eos_token_id] if tok.eos_token_id is not None else []

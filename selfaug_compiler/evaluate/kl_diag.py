@@ -50,16 +50,19 @@ def token_kl(base: Any, tuned: Any, pairs: list[tuple[list[int], list[int]]], *,
 
 
 def kl_to_base(base: Any, tuned: Any, prompts: list[str], *, max_new_tokens: int, seed: int, batch_size: int = 8,
-               progress: Callable[..., None] | None = None) -> dict[str, Any]:
+               progress: Callable[..., None] | None = None, sampler: Any = None) -> dict[str, Any]:
     """``base``/``tuned``: ``LoadedModel``s. Samples one answer per prompt from the base model
-    (temperature 1, per-prompt seeds), then measures the mean per-token KL on those answers."""
-    from selfaug_compiler.generate.engine import SamplingParams, encode_prompt, generate
+    (temperature 1, per-prompt seeds) on ``sampler`` (a ``generate/backends`` backend serving the
+    base model; default: the engine on ``base``), then measures the mean per-token KL on those answers."""
+    from selfaug_compiler.generate.backends.steps import backend_of
+    from selfaug_compiler.generate.engine import SamplingParams, encode_prompt
 
     tok = base.tokenizer
-    answers = generate(base, prompts, SamplingParams(temperature=1.0, top_p=1.0, max_new_tokens=max_new_tokens),
-                       seeds=[seed + i for i in range(len(prompts))], batch_size=batch_size,
-                       progress=(lambda d, t, **kw: progress(d, t, "base answers", unit="prompts"))
-                       if progress is not None else False)
+    sampler = sampler if sampler is not None else backend_of(base)
+    answers = sampler.generate(prompts, SamplingParams(temperature=1.0, top_p=1.0, max_new_tokens=max_new_tokens),
+                               seeds=[seed + i for i in range(len(prompts))], batch_size=batch_size,
+                               progress=(lambda d, t, **kw: progress(d, t, "base answers", unit="prompts"))
+                               if progress is not None else False)
     end = [tok.eos_token_id] if tok.eos_token_id is not None else []
     pairs = []
     for prompt, answer in zip(prompts, answers):
@@ -70,4 +73,5 @@ def kl_to_base(base: Any, tuned: Any, prompts: list[str], *, max_new_tokens: int
     total, count = token_kl(base.model, tuned.model, pairs, pad_id=pad, batch_size=batch_size, device=base.device,
                             progress=progress)
     return {"kl_to_base": total / count if count else None, "tokens": count, "prompts": len(pairs),
-            "max_new_tokens": max_new_tokens, "sampling": "base model, temperature 1"}
+            "max_new_tokens": max_new_tokens, "sampling": "base model, temperature 1",
+            "backend": sampler.provenance()}

@@ -2,7 +2,8 @@
 held-out prompts -> ``metrics.kl_to_base`` (``evaluate/kl_diag.py``).
 
 Params (content): ``model`` (the base model section), ``limit``, ``seed`` (the eval seed: which
-prompts; also the sampling seeds), ``max_new_tokens``. Inputs: the task's ingest step
+prompts; also the sampling seeds), ``max_new_tokens``, ``backend`` (``eval.backend`` when not
+transformers: the base samples are generated on it; the logits stay in-process). Inputs: the task's ingest step
 (``datasets["heldout"]``) and the train step (``StepResult.model``). Speed: ``batch_size``, ``device``.
 """
 
@@ -15,6 +16,7 @@ from selfaug_compiler.runtime import StepContext, StepResult
 
 
 def execute(ctx: StepContext) -> StepResult:
+    from selfaug_compiler.evaluate.eval_backend import build_backend, step_backend_spec
     from selfaug_compiler.evaluate.kl_diag import kl_to_base
     from selfaug_compiler.evaluate.registry import select_subset
     from selfaug_compiler.evaluate.step import _heldout_ref
@@ -37,6 +39,11 @@ def execute(ctx: StepContext) -> StepResult:
                   base_dir=ctx.recipe_dir, prompt_format=prompt_format(spec))
     base = load_model(spec["ref"], revision=spec.get("revision"), **common)
     tuned = load_model(tuned_refs[0], **common)
+    sampler = None
+    backend = step_backend_spec(ctx.step)  # eval.backend: the base samples on it (evaluate/eval_backend.py)
+    if backend is not None:
+        sampler = build_backend(backend, ref=spec["ref"], revision=spec.get("revision"), base_dir=ctx.recipe_dir,
+                                prompt_format=prompt_format(spec))
     metrics = kl_to_base(base, tuned, prompts, max_new_tokens=int(params["max_new_tokens"]), seed=int(params["seed"]),
-                         batch_size=int(speed.get("batch_size", 8)), progress=ctx.progress)
+                         batch_size=int(speed.get("batch_size", 8)), progress=ctx.progress, sampler=sampler)
     return StepResult(metrics=metrics)

@@ -12,7 +12,9 @@ params (content; enter the step id):
     max_new_tokens:  generation benchmarks
     model:           {"ref", "revision", "dtype", "chat_template", "trust_remote_code"}: the base
                      model, used when no input step provides a model artifact
-speed: ``eval_batch_size`` (or ``batch_size``), ``device``.
+    backend:         ``eval.backend``'s content (kind, served_model, mode) when not transformers:
+                     generation runs on it (``eval_backend.py``); absent = transformers
+speed: ``eval_batch_size`` (or ``batch_size``), ``device``, ``backend`` (the backend's speed settings).
 inputs: optional train step (``StepResult.model``: the artifact folder to evaluate) and, for
 ``heldout``, the ingest step (``datasets["heldout"]``); ``style_retention`` (see
 ``style_step.py``) reads the task ingest steps' ``datasets["train"]``.
@@ -30,6 +32,7 @@ from selfaug_compiler.augment import conversation as conv
 from selfaug_compiler.errors import StepFailed
 from selfaug_compiler.evaluate.catalog import is_lm_eval
 from selfaug_compiler.evaluate.core import EvalOutcome, LazyModel, evaluate_cached, run_benchmark, summarize
+from selfaug_compiler.evaluate.eval_backend import refuse_checkpoint, step_backend_spec, with_backend
 from selfaug_compiler.evaluate.items import GenItem
 from selfaug_compiler.evaluate.registry import Benchmark, load_benchmark, replicate, subset
 from selfaug_compiler.models.completion import prompt_format
@@ -44,10 +47,12 @@ def _model(ctx: StepContext) -> LazyModel:
     if len(trained) > 1:
         raise StepFailed(ctx.step.name, "more than one input step provides a model")
     ref = trained[0].model if trained else spec.get("ref", "packaged:smollm2-135m-instruct")
+    refuse_checkpoint(step_backend_spec(ctx.step), bool(trained))  # an endpoint cannot serve the checkpoint
     return LazyModel(ref, revision=None if trained else spec.get("revision"), dtype=spec.get("dtype", "auto"),
                      device=device, trust_remote_code=bool(spec.get("trust_remote_code", False)),
                      chat_template=str(ctx.resolve_path(spec["chat_template"])) if spec.get("chat_template") else None,
-                     base_dir=ctx.recipe_dir, prompt_format=prompt_format(spec))
+                     base_dir=ctx.recipe_dir, prompt_format=prompt_format(spec),
+                     backend=step_backend_spec(ctx.step), trained=bool(trained))
 
 
 def _heldout_ref(ctx: StepContext) -> str:
@@ -135,7 +140,7 @@ def execute(ctx: StepContext) -> StepResult:
         from selfaug_compiler.evaluate import style_step
 
         return style_step.execute(ctx)
-    bench = replicate(step_benchmark(ctx), ctx.step.params.get("replicate"))
+    bench = replicate(with_backend(step_benchmark(ctx), ctx.step.params.get("backend")), ctx.step.params.get("replicate"))
     model = _model(ctx)
     batch_size = eval_batch_size(ctx)
     scorer = score_with_gold_loss if bench.name == "heldout" else None

@@ -22,6 +22,7 @@ from typing import Any
 
 from selfaug_compiler.errors import SelfaugError, StepFailed
 from selfaug_compiler.evaluate.core import LazyModel, evaluate_cached, summarize
+from selfaug_compiler.evaluate.eval_backend import with_backend
 from selfaug_compiler.evaluate.items import GenItem
 from selfaug_compiler.evaluate.registry import Benchmark, select_subset
 from selfaug_compiler.evaluate.style import closeness, rates, score_answer, score_rule
@@ -61,7 +62,11 @@ def answers_benchmark(items: list[GenItem], total: int, max_new_tokens: int) -> 
 def generate_answers(loaded: Any, bench: Benchmark, *, batch_size: int = 16,
                      progress: Any = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Greedy chat answers to every prompt (the scorer behind the answers cache)."""
-    from selfaug_compiler.generate.engine import SamplingParams, generate
+    from selfaug_compiler.evaluate.eval_backend import greedy_seeds
+    from selfaug_compiler.generate.backends.steps import backend_of
+    from selfaug_compiler.generate.engine import SamplingParams
+
+    backend = backend_of(loaded)  # the engine on the loaded model, or eval.backend (evaluate/eval_backend.py)
 
     done = [0]
 
@@ -72,9 +77,10 @@ def generate_answers(loaded: Any, bench: Benchmark, *, batch_size: int = 16,
 
     if progress is not None:
         progress(0, len(bench.items))
-    gens = generate(loaded, [item.prompt for item in bench.items],
-                    SamplingParams(temperature=0.0, max_new_tokens=int(bench.settings["max_new_tokens"])),
-                    batch_size=max(1, batch_size), on_batch=on_batch, progress=False)
+    gens = backend.generate([item.prompt for item in bench.items],
+                            SamplingParams(temperature=0.0, max_new_tokens=int(bench.settings["max_new_tokens"])),
+                            seeds=greedy_seeds(backend, len(bench.items)), batch_size=max(1, batch_size),
+                            on_batch=on_batch, progress=False)
     rows = [{"id": item.id, "prompt": item.prompt, "output": g.text, "new_tokens": g.new_tokens,
              "finish_reason": g.finish_reason} for item, g in zip(bench.items, gens)]
     return {"benchmark": bench.name, "n": len(rows), "acc": None, "fingerprint": bench.fingerprint}, rows
@@ -155,10 +161,11 @@ def execute(ctx: StepContext) -> StepResult:
     items, total = prompt_items(params.get("limit"), int(params.get("seed", 0)))
     refs = task_datasets(ctx)
     model, base = _model(ctx), _model(dataclasses.replace(ctx, inputs={}))
-    answers_bench = answers_benchmark(items, total, max_new_tokens)
+    answers_bench = with_backend(answers_benchmark(items, total, max_new_tokens), params.get("backend"))
     base_answers = answers_of(base, answers_bench, ctx, batch_size, phase="base answers")
     markers = task_markers(ctx, refs, [base_answers[i.id]["output"] for i in items])
-    bench = replicate(style_benchmark(items, total, max_new_tokens, markers, base.key()), rep)
+    bench = replicate(with_backend(style_benchmark(items, total, max_new_tokens, markers, base.key()),
+                                   params.get("backend")), rep)
     hit = ctx.store.get_eval(model.key(), bench.fingerprint)
     if hit is not None:
         metrics, cached = hit[0], True
@@ -169,6 +176,8 @@ def execute(ctx: StepContext) -> StepResult:
         rows = score_items(bench, answers, base_answers, markers, ctx.progress)
         extra = {**rates(rows), "markers": [m.to_json() for m in markers], "task_datasets": refs,
                  "base_model_key": base.key(), "answers_fingerprint": answers_bench.fingerprint}
+        if "backend" in bench.settings:  # answers generated on eval.backend (evaluate/eval_backend.py)
+            extra["backend"] = dict(bench.settings["backend"])
         metrics = dict(summarize(bench, rows, extra), model_key=model.key(), model_ref=model.ref)
         ctx.store.put_eval(model.key(), bench.fingerprint, NAME, metrics, rows)
         cached = False

@@ -313,6 +313,7 @@ class EvalSpec(Strict):
                                       "lm_eval:file.yaml in the lists above): include paths and per-task settings")
     packaged: dict[str, PackagedEvalSettings] = added_field({}, description="few-shot and chat-template settings "
                                                             "per packaged benchmark, e.g. gsm8k: {num_fewshot: 5}")
+    backend: BackendSpec = added_field(BackendSpec(), description="what generates benchmark replies: transformers or vllm load the evaluated checkpoint in-process (evaluate/eval_backend.py)")
 
 
 # ----------------------------------------------------------------------------- store, execution
