@@ -3,7 +3,8 @@ loopback port serving the packaged model's HF folder. S3FT's data steps (self-an
 judge, paraphrases of the rejected) run through ``selfaug run``; ``selfaug validate --online``
 accepts the server; the server is killed after the
 first batch of self-answers: exit 1 with one message naming the staged rows, the batch kept; the
-server restarted, the same command finishes with every row once and asks only for the rest.
+server restarted, the same command finishes with every row once and asks only for the rest; then
+``selfaug eval --backend openai`` scores the base model on a small generation benchmark on that server.
 
 Slow (about a minute on 2 CPU cores: two server starts, a handful of 8-token requests)."""
 
@@ -128,9 +129,22 @@ def test_s3ft_data_steps_on_transformers_serve_kill_and_resume(tmp_path):
         assert check.returncode == 0, check.stdout + check.stderr
         rc, out = selfaug_run(recipe, store)
         asked = second.done_requests() - 1  # less validate's 1-token request
+        # the base model evaluated on the server (selfaug eval --backend openai; evaluate/eval_backend.py)
+        bench = tmp_path / "gen.jsonl"
+        bench.write_text("".join(json.dumps({"prompt": q, "answer": a.split()[-1]}) + "\n" for q, a in QUESTIONS))
+        ev = subprocess.run([str(BIN / "selfaug"), "eval", str(folder), "-b", str(bench), "--dtype", "float32",
+                             "--device", "cpu", "--no-cache", "--format", "json", "--max-new-tokens", "8",
+                             "--backend", "openai", "--served-model", str(folder),
+                             "--base-url", f"http://127.0.0.1:{port}/v1"],
+                            capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        evaluated = second.done_requests() - 1 - asked
     finally:
         second.stop()
     assert rc == 0, out
+    assert ev.returncode == 0, ev.stdout + ev.stderr
+    gen = json.loads(ev.stdout)["gen"]
+    assert gen["n"] == len(QUESTIONS) and evaluated == len(QUESTIONS)
+    assert gen["backend"]["backend"] == "openai" and gen["backend"]["model"] == str(folder)
 
     # read the rows through the same plan in-process: every step is cached now, nothing is asked
     from selfaug_compiler.recipe.loader import load_recipe
