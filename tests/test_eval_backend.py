@@ -215,3 +215,17 @@ def test_eval_cli_backend_openai_asks_the_server(env, stub, chat_model, capsys):
     assert sorted(b["messages"][-1]["content"] for b in stub.bodies) == sorted(PROMPTS)
     assert all(b["max_tokens"] == 6 for b in stub.bodies)
     assert main(["eval", chat_model, "-b", str(bench), "--served-model", "x"]) == 2  # openai-only flag refused
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(__import__("importlib.util").util.find_spec("vllm") is None or
+                    __import__("selfaug_compiler.precision").precision.visible_cuda_devices() == 0,
+                    reason="needs a CUDA device and vllm (pip install 'selfaug-compiler[vllm]')")
+def test_vllm_eval_backend_scores_the_packaged_model():
+    from selfaug_compiler.evaluate.core import LazyModel, evaluate_cached
+
+    spec = {"kind": "vllm", "gpu_memory_utilization": 0.3, "max_model_len": 2048}
+    model = LazyModel("packaged:smollm2-135m-instruct", dtype="float32", device="cuda", backend=spec)
+    outcome = evaluate_cached(model, with_backend(gen_bench(), spec), None, batch_size=2)
+    assert len(outcome.items) == 3 and all(r["new_tokens"] <= 8 for r in outcome.items)
+    assert outcome.metrics["backend"]["backend"] == "vllm" and model._loaded is None  # never loaded in-process
