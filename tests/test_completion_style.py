@@ -153,6 +153,16 @@ def test_the_chat_template_is_in_rows_and_ids(tmp_path, tiny, capsys):
     n = _run(_project(tmp_path / "n", tiny, ", prompt_format: completion"), capsys)
     assert n["generate.rewrite:templates"] == {"none"} and n["judge.rewrite:templates"] == {"none"}
     assert n["generate.rewrite"] not in (a["generate.rewrite"], b["generate.rewrite"])
+    # data export reads the recorded train step's prompt format: TRL's plain prompt/completion
+    from selfaug_compiler.cli import main
+    from selfaug_compiler.store import open_store
+
+    with open_store(tmp_path / "n" / "s.duckdb", read_only=True) as store:
+        mix = store.version_for_step(n["mix"]).ref
+    out = tmp_path / "n" / "trl.jsonl"
+    assert main(["data", "export", mix, "--format", "trl", "-o", str(out), "--store", str(tmp_path / "n" / "s.duckdb")]) == 0
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert records and all(isinstance(r["prompt"], str) and r["prompt"].endswith("?\n") for r in records), records
 
 
 def test_selfaug_eval_on_a_base_model(tmp_path, tiny, capsys):

@@ -122,3 +122,36 @@ def test_trl_prompt_completion_export_equals_selfaug_last_turn_up_to_the_newline
         labels = trl_labels(theirs)
         assert labels[-len(newline):] == newline and mine.labels[-len(newline):] == [IGNORE] * len(newline)
         assert labels[:-len(newline)] == mine.labels[:-len(newline)]
+
+
+def test_completion_style_trl_export_equals_selfaug_completion_formatting(tiny, tmp_path, capsys):
+    """A completion-style training set (model.prompt_format: completion) exported with --format trl
+    --prompt-format completion is TRL's plain prompt/completion; TRL's preparation with
+    completion_only_loss gives exactly selfaug's token ids and loss mask (prompt text + newline,
+    reply + EOS, loss on the reply and EOS)."""
+    from transformers import AutoTokenizer
+
+    from selfaug_compiler.models.completion import mark
+
+    folder, _ = tiny
+    tok = mark(AutoTokenizer.from_pretrained(folder), "completion")
+    tok.chat_template = None
+    store = str(tmp_path / "s.duckdb")
+    src = tmp_path / "q.jsonl"
+    src.write_text("".join(json.dumps({"id": str(i), "question": q, "answer": a}) + "\n"
+                           for i, (q, a) in enumerate([("What is 1 + 2?", "It is 3."), ("Name a colour.", "Blue.")])))
+    with open_store(store) as s:
+        v = s.commit("mix", load_rows(str(src), key_field="id"))
+        rows = training_rows(s.read(v), "Be brief.")
+    out = tmp_path / "c.jsonl"
+    assert main(["data", "export", v.ref, "--format", "trl", "--prompt-format", "completion", "-o", str(out),
+                 "--store", store, "--system-prompt", "Be brief."]) == 0
+    capsys.readouterr()
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert records[0] == {"prompt": "Be brief.\n\nWhat is 1 + 2?\n", "completion": "It is 3."}
+    prepared = trl_prepared(folder, tok, records, tmp_path, completion_only_loss=True)
+    ours = selfaug_examples(tok, rows, "last")
+    assert len(prepared) == len(ours) == 2
+    for theirs, mine in zip(prepared, ours):
+        assert theirs["input_ids"] == mine.input_ids and mine.input_ids[-1] == tok.eos_token_id
+        assert trl_labels(theirs) == mine.labels

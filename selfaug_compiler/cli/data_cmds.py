@@ -218,9 +218,12 @@ def export(ctx: typer.Context, ref: str, output: Annotated[Path, typer.Option("-
                               "the conversations the train step sees: messages, trl, sharegpt, alpaca")] = None,
            system_prompt: Annotated[Optional[str], typer.Option("--system-prompt", help="with --format: the system "
                                     "prompt (default: the one of the recorded train step that read this version)")] = None,
+           prompt_format: Annotated[Optional[str], typer.Option("--prompt-format", help="with --format trl: "
+                                    "completion writes plain prompt text + completion, as a completion-style model "
+                                    "trains (default: the recorded train step's model.prompt_format)")] = None,
            store: StoreOpt = None) -> None:
     """Write a version to a parquet or jsonl file (by extension), atomically."""
-    from selfaug_compiler.data.export import EXPORT_FORMATS, export_table, system_prompt_for
+    from selfaug_compiler.data.export import EXPORT_FORMATS, export_table, prompt_format_for, system_prompt_for
 
     suffix = output.name.lower()
     if not suffix.endswith((".parquet", ".jsonl")):
@@ -228,13 +231,18 @@ def export(ctx: typer.Context, ref: str, output: Annotated[Path, typer.Option("-
     if format_ not in (None, "rows", *EXPORT_FORMATS):
         raise SelfaugError(f"unknown export format {format_!r}", field="--format",
                            expected="rows, " + ", ".join(EXPORT_FORMATS))
+    if prompt_format not in (None, "chat", "completion"):
+        raise SelfaugError(f"unknown prompt format {prompt_format!r}", field="--prompt-format",
+                           expected="chat or completion")
     with _open(ctx, store, read_only=True) as s:
         v = s.resolve(ref)
         table = s.read(v)
         if format_ not in (None, "rows") and system_prompt is None:
             system_prompt = system_prompt_for(s.con, v.step_id)
+        if format_ not in (None, "rows") and prompt_format is None:
+            prompt_format = prompt_format_for(s.con, v.step_id)
     if format_ not in (None, "rows"):
-        table = export_table(table, format_, system_prompt)
+        table = export_table(table, format_, system_prompt, prompt_format or "chat")
     _write_atomically(table, output)
     print(f"wrote {v.n_rows} rows of {v.dataset}@{v.seq} ({v.short_id}) to {output}")
 

@@ -12,8 +12,13 @@ The conversations are built by the train step's own functions (``train/step.py``
 - ``alpaca``: ``{"instruction", "input": "", "output"}`` for the last exchange, plus ``system`` and
   ``history`` (``[[user, assistant], ...]`` of the earlier turns) where present, as LLaMA-Factory reads them.
 
-The system prompt comes from the train step that read the version in a recorded run of the store
-(``system_prompt_for``), unless given. Standard library + pyarrow only (``data`` commands stay cheap).
+A completion-style training set (``model.prompt_format: completion``, ``models/completion.py``)
+exports with ``--format trl`` as TRL's plain prompt/completion: ``{"prompt": <the completion text:
+system prompt, prompt, newline>, "completion": <reply>}`` (TRL appends the EOS token, selfaug
+trains on it too); the other formats write the conversations as data.
+
+The system prompt and the prompt format come from the train step that read the version in a
+recorded run of the store (``system_prompt_for``, ``prompt_format_for``), unless given. Standard library + pyarrow only (``data`` commands stay cheap).
 """
 
 from __future__ import annotations
@@ -35,8 +40,12 @@ def conversations(table: Any, system_prompt: str | None) -> list[list[dict[str, 
     return [row_messages(row) for row in training_rows(table, system_prompt)]
 
 
-def record(messages: list[dict[str, str]], fmt: str) -> dict[str, Any]:
-    """One conversation as one record of ``fmt``."""
+def record(messages: list[dict[str, str]], fmt: str, prompt_format: str = "chat") -> dict[str, Any]:
+    """One conversation as one record of ``fmt`` (``trl`` of a completion-style set: plain text)."""
+    if fmt == "trl" and prompt_format == "completion":
+        from selfaug_compiler.models.completion import completion_prompt
+
+        return {"prompt": completion_prompt(messages[:-1]), "completion": messages[-1]["content"]}
     if fmt == "messages":
         return {"messages": messages}
     if fmt == "sharegpt":
@@ -70,6 +79,17 @@ def _alpaca(messages: list[dict[str, str]]) -> dict[str, Any]:
 
 def system_prompt_for(con: Any, step_id: str | None) -> str | None:
     """The system prompt of the newest recorded train step that reads the output of ``step_id``."""
+    return (_train_params_for(con, step_id) or {}).get("system_prompt")
+
+
+def prompt_format_for(con: Any, step_id: str | None) -> str:
+    """``model.prompt_format`` of the newest recorded train step that reads the output of ``step_id``."""
+    from selfaug_compiler.models.completion import prompt_format
+
+    return prompt_format(((_train_params_for(con, step_id) or {}).get("model") or {}).get("spec"))
+
+
+def _train_params_for(con: Any, step_id: str | None) -> dict[str, Any] | None:
     if not step_id:
         return None
     for (plan_json,) in con.execute("SELECT plan_json FROM runs ORDER BY started_at DESC").fetchall():
@@ -83,15 +103,15 @@ def system_prompt_for(con: Any, step_id: str | None) -> str | None:
         names = {s.get("name") for s in steps if s.get("id") == step_id}
         for s in steps:
             if s.get("kind") == "train" and names & set(s.get("inputs") or []):
-                return (s.get("params") or {}).get("system_prompt")
+                return s.get("params") or {}
     return None
 
 
-def export_table(table: Any, fmt: str, system_prompt: str | None) -> Any:
+def export_table(table: Any, fmt: str, system_prompt: str | None, prompt_format: str = "chat") -> Any:
     """The records of ``fmt`` as an Arrow table with one JSON-typed column per field."""
     import pyarrow as pa
 
     if fmt not in EXPORT_FORMATS:
         raise SelfaugError(f"unknown export format {fmt!r}", field="--format", expected=", ".join(EXPORT_FORMATS))
-    records = [record(m, fmt) for m in conversations(table, system_prompt)]
+    records = [record(m, fmt, prompt_format) for m in conversations(table, system_prompt)]
     return pa.Table.from_pylist(records) if records else pa.table({})
