@@ -81,12 +81,32 @@ def build_backend(spec: dict[str, Any], *, ref: str, revision: str | None = None
         _, folder = model_folder(ref, revision=revision, base_dir=base_dir)
         if hasattr(folder, "joinpath") and folder.joinpath("adapter_config.json").is_file():
             raise SelfaugError(ADAPTER_REFUSED, field="eval.backend.kind", found=str(folder), hint=ADAPTER_HINT)
-        backend = make_backend("vllm", model=str(folder), **{k: spec[k] for k in VLLM_OPTIONS if spec.get(k) is not None})
+        backend = _vllm_engine(str(folder), {k: spec[k] for k in VLLM_OPTIONS if spec.get(k) is not None})
     else:
         raise SelfaugError(f"unknown eval backend {kind!r}", field="eval.backend.kind",
                            expected="transformers | vllm | openai", found=str(kind))
     backend.prompt_format = prompt_format  # models/completion.py: how a chat=None prompt is sent
     return backend
+
+
+_LIVE: dict[str, Any] = {}  # the one vLLM engine of this process: (folder, options) -> backend
+
+
+def _vllm_engine(folder: str, options: dict[str, Any]) -> Any:
+    """The vLLM backend on ``folder``, reused by the next evaluation of the same folder (the before-evals
+    of a recipe share the base model's engine); another folder first drops the previous engine, so that
+    its GPU memory (``gpu_memory_utilization`` of the device) is released before the next one loads."""
+    import gc
+    import json
+
+    from selfaug_compiler.generate.backends import make_backend
+
+    key = json.dumps([folder, options], sort_keys=True)
+    if key not in _LIVE:
+        _LIVE.clear()
+        gc.collect()
+        _LIVE[key] = make_backend("vllm", model=folder, **options)
+    return _LIVE[key]
 
 
 class EvalTarget:
