@@ -76,7 +76,8 @@ FLIPS: dict[str, Any] = {
 }
 for _prefix in ("model.backend", "augment[S3ftParams].judge.model.backend", "eval.backend"):
     FLIPS.update({f"{_prefix}.served_model": "other-model", f"{_prefix}.base_url": "http://127.0.0.1:9/v1",
-                  f"{_prefix}.api_key_env": "OTHER_KEY", f"{_prefix}.max_model_len": 2048})
+                  f"{_prefix}.api_key_env": "OTHER_KEY", f"{_prefix}.max_model_len": 2048,
+                  f"{_prefix}.data_parallel_size": 2})  # speed: k local shard workers (generate/data_parallel.py)
 FLIPS.update({"augment[S3ftParams].judge.model.ref": "models/m", "augment[S3ftParams].judge.model.revision": "v2",
               "augment[S3ftParams].judge.model.chat_template": "chat.jinja",
               "augment[S3ftParams].judge.model.backend.kind": "transformers", "eval.backend.kind": "transformers"})
@@ -89,6 +90,8 @@ CONTEXT: dict[str, dict[str, Any]] = {
     "eval.noise_batch_size": {"eval.noise_floor": True},
     # a served backend: generate steps exist (s3ft) and carry the backend's speed settings
     "model.backend": {"augment": {"method": "s3ft"}, "model.backend": {"kind": "openai"}},
+    # data parallelism runs in-process backends: the generate steps get speed["data_parallel_size"]
+    "model.backend.data_parallel_size": {"model.backend": {"kind": "transformers"}},
     "augment[S3ftParams].judge.model": {"augment.judge.kind": "model",
                                         "augment.judge.model": {"ref": "packaged:smollm2-135m-instruct",
                                                                 "backend": {"kind": "openai"}}},

@@ -43,8 +43,13 @@ def execute_generate(ctx: StepContext) -> StepResult:
     if purpose not in runners:
         raise StepFailed(ctx.step.name, f"unknown generate purpose {purpose!r}")
     if ctx.shard is None:
+        from selfaug_compiler.generate.data_parallel import data_parallel_size, run_workers
         from selfaug_compiler.generate.shards import collect
+        from selfaug_compiler.shard_run import SHARDABLE
 
+        k = data_parallel_size(ctx.step.speed)  # model.backend.data_parallel_size: k local shard workers
+        if k > 1 and purpose in SHARDABLE:
+            run_workers(ctx, k)
         sharded = collect(ctx.work_dir, ctx.step.name)  # the coordinator: every shard staged its rows
         if sharded is not None:
             return C.commit_rows(ctx, sharded, from_stage=False, metrics={"sharded_rows": len(sharded)},

@@ -75,10 +75,55 @@ def check_eval_backend(checker: Any) -> None:
                     hint="set eval.backend.kind: transformers, or save the template into the model folder's tokenizer")
 
 
+def check_parallel(checker: Any) -> None:
+    """``data_parallel_size`` (generate/data_parallel.py): model.backend's in-process kinds only, and
+    k workers must fit the GPUs visible here (torch-free: the driver's count); model.chat_template on an
+    endpoint (the server applies its own template)."""
+    recipe = checker.recipe
+    spec, k = recipe.model.backend, recipe.model.backend.data_parallel_size
+    augments = [stage.augment for stage in recipe.stage_list() if stage.augment is not None]
+    others = [(("eval", "backend"), recipe.eval.backend, "evaluation runs one engine per checkpoint")]
+    for judge in {id(j): j for a in augments if (j := getattr(a, "judge", None)) is not None}.values():
+        if getattr(judge, "model", None) is not None:
+            others.append((("augment", "judge", "model", "backend"), judge.model.backend, "a judge runs in one process"))
+    for where, other, why in others:
+        if other.data_parallel_size > 1:
+            checker.add(where + ("data_parallel_size",), f"data_parallel_size applies to model.backend's generate "
+                        f"steps only: {why}", expected="1", found=str(other.data_parallel_size),
+                        hint="remove it here; set model.backend.data_parallel_size for the generate steps")
+    if spec.kind == "openai" and recipe.model.chat_template:
+        checker.add(("model", "chat_template"), "an openai endpoint formats chats with the server's own template: "
+                    "model.chat_template is not sent", severity="warning", found=str(recipe.model.chat_template),
+                    hint="start the server with the template (e.g. vllm serve --chat-template FILE), then remove it here")
+    if k == 1:
+        return
+    at = WHERE + ("data_parallel_size",)
+    if spec.kind == "openai":
+        checker.add(at, "data_parallel_size starts local worker processes; an openai endpoint parallelises on the "
+                    "server", expected="1 with kind: openai", found=str(k),
+                    hint=f"set data_parallel_size: 1 and max_concurrency (now {spec.max_concurrency}) to the requests "
+                         "the server should have in flight")
+        return
+    from selfaug_compiler.precision import resolve_device_name
+
+    gpus = visible_cuda_devices()
+    on_gpu = spec.kind == "vllm" or resolve_device_name(recipe.execution.device).startswith("cuda")
+    per = spec.tensor_parallel_size if spec.kind == "vllm" else 1
+    if on_gpu and gpus and k * per > gpus:
+        checker.add(at, f"data_parallel_size {k} x {per} GPU(s) per worker needs {k * per} GPUs; {gpus} visible here",
+                    expected=f"data_parallel_size x tensor_parallel_size <= {gpus}", found=str(k),
+                    hint="lower data_parallel_size or tensor_parallel_size, or validate on the machine that runs it")
+    methods = {getattr(a, "method", None) for a in augments}
+    if "sa_sft" in methods and not methods & {"s3ft", "sdft"}:
+        checker.add(at, "SA-SFT's self-dialogues are not sharded: data_parallel_size has no effect on them",
+                    severity="warning", found=str(k), hint="remove data_parallel_size")
+
+
 def check_backend(checker: Any, online: bool | None = None) -> None:
     online = _ONLINE[0] if online is None else online
     spec = checker.recipe.model.backend
     _check_local(checker, spec, WHERE)
+    check_parallel(checker)
     if spec.kind != "openai":
         return
     url = spec.base_url or os.environ.get("OPENAI_BASE_URL")

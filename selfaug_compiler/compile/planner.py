@@ -67,8 +67,10 @@ class PlanBuilder:
     def generate(self, purpose: str, sfx: str, inputs: list[str], extra: dict[str, Any], seed: int) -> Step:
         params = {"purpose": purpose, "model": self.model, "seed": seed, **extra,
                   **chat_template_param(self.recipe.model.chat_template, self.base_dir)}
+        dp = self.recipe.model.backend.data_parallel_size  # generate/data_parallel.py: k local shard workers
+        speed = {**self.gen_speed, **({"data_parallel_size": dp} if dp > 1 else {})}
         return self.add(Step(f"generate.{purpose}{sfx}", "generate", params=params, inputs=inputs,
-                             speed=dict(self.gen_speed), outputs={"dataset": f"{self.recipe.name}-{purpose}{sfx}"}))
+                             speed=speed, outputs={"dataset": f"{self.recipe.name}-{purpose}{sfx}"}))
 
     def judge(self, purpose: str, sfx: str, inputs: list[str], params: dict[str, Any], timeout_s: float | None,
               own_model: Any = None) -> Step:

@@ -85,4 +85,7 @@ def row_template(loaded: Any) -> str:
         return template_id(tokenizer)
     if getattr(loaded, "prompt_format", CHAT) == COMPLETION:
         return "none"
+    own = getattr(loaded, "chat_template", None)  # the vllm backend given model.chat_template's text
+    if isinstance(own, str) and own:
+        return "sha256:" + hashlib.sha256(own.encode("utf-8")).hexdigest()
     return f"server:{getattr(loaded, 'kind', 'unknown')}"

@@ -2,7 +2,8 @@
 
 Content (in step ids): ``kind``, ``served_model`` and ``mode`` (what answers and how it is asked).
 Speed (never in step ids): where the server is and how it is driven (``base_url``, ``api_key_env``,
-concurrency, retries, timeouts) and vLLM's parallelism/memory settings.
+concurrency, retries, timeouts), vLLM's parallelism/memory settings and ``data_parallel_size``
+(``generate/data_parallel.py``).
 """
 
 from __future__ import annotations
@@ -31,3 +32,6 @@ class BackendSpec(BaseModel):
     tensor_parallel_size: int = _speed(1, ge=1, le=64, description="vllm: GPUs per model replica")
     gpu_memory_utilization: float = _speed(0.9, gt=0, le=1, description="vllm: share of GPU memory it may take")
     max_model_len: int | None = _speed(None, ge=1, le=1_048_576, description="vllm: context length limit")
+    data_parallel_size: int = _speed(1, ge=1, le=64, description="transformers/vllm generate steps: k worker "
+                                     "processes on this node, worker i generating shard i/k of the rows on its own "
+                                     "GPUs (vllm: tensor_parallel_size each) or CPU threads; model.backend only")

@@ -24,14 +24,33 @@ def step_backend(ctx: Any, spec: dict[str, Any]) -> Backend:
     kind = options["kind"]
     model = options.get("served_model") or spec.get("ref")
     names = OPENAI_OPTIONS if kind == "openai" else VLLM_OPTIONS
+    extra = vllm_model_options(ctx, spec) if kind == "vllm" else {}
     try:
-        backend = make_backend(kind, model=model, **{k: options[k] for k in names if k in options})
+        backend = make_backend(kind, model=model, **{k: options[k] for k in names if k in options}, **extra)
     except BackendError as e:
         raise StepFailed(ctx.step.name, str(e)) from None
     backend.ref = spec.get("ref")
     backend.prompt_format = prompt_format(spec)  # models/completion.py
     backend.fingerprint = (ctx.step.params.get("model") or {}).get("fingerprint")
     return backend
+
+
+def vllm_model_options(ctx: Any, spec: dict[str, Any]) -> dict[str, Any]:
+    """``model.dtype`` (``auto`` resolved as on any CUDA device: ``precision.dtype_name``) and the text of
+    ``model.chat_template`` (a file next to the recipe or a shipped name) for the vllm backend."""
+    from selfaug_compiler.precision import cuda_bf16_supported, dtype_name
+
+    out: dict[str, Any] = {"dtype": dtype_name(str(spec.get("dtype", "auto")), "cuda", cuda_bf16=cuda_bf16_supported())}
+    if spec.get("chat_template"):
+        from selfaug_compiler.models.chat_templates import chat_template_file
+
+        path = chat_template_file(str(ctx.resolve_path(spec["chat_template"])), None)
+        try:
+            out["chat_template"] = path.read_text(encoding="utf-8")
+        except OSError as e:
+            raise StepFailed(ctx.step.name, f"model.chat_template {spec['chat_template']!r}: cannot read {path}: {e}",
+                             hint="point model.chat_template at a jinja file next to the recipe") from None
+    return out
 
 
 def backend_of(loaded: Any) -> Backend:

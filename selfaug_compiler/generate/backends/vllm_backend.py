@@ -1,7 +1,8 @@
 """The ``vllm`` backend: vLLM's offline API (``vllm.LLM``, ``SamplingParams(seed=...)``, ``LLM.chat``/``generate``).
 
 Needs CUDA and the optional extra ``selfaug-compiler[vllm]``; vllm is imported only when the
-backend is built. vLLM batches prompts itself, so rows are not promised batch-independent.
+backend is built. Generate steps pass ``model.dtype`` (resolved as selfaug resolves ``auto`` on CUDA)
+and ``model.chat_template``'s text (``backends/steps.py``). vLLM batches prompts itself, so rows are not promised batch-independent.
 """
 
 from __future__ import annotations
@@ -18,11 +19,14 @@ class VLLMBackend:
     prompt_format = "chat"  # set from model.prompt_format by backends/steps.py
 
     def __init__(self, model: str, tensor_parallel_size: int = 1, gpu_memory_utilization: float = 0.9,
-                 max_model_len: int | None = None, seed: int = 0) -> None:
+                 max_model_len: int | None = None, seed: int = 0, dtype: str = "auto",
+                 chat_template: str | None = None) -> None:
+        """``dtype``: vLLM's ``LLM(dtype=)`` (float32 | float16 | bfloat16 | auto); ``chat_template``: the
+        template's text, passed as ``LLM.chat(chat_template=)`` (None: the tokenizer's own)."""
         from vllm import LLM
 
-        self.model = model
-        kwargs: dict[str, Any] = {"tensor_parallel_size": tensor_parallel_size,
+        self.model, self.chat_template = model, chat_template
+        kwargs: dict[str, Any] = {"tensor_parallel_size": tensor_parallel_size, "dtype": dtype,
                                   "gpu_memory_utilization": gpu_memory_utilization, "seed": seed}
         if max_model_len:
             kwargs["max_model_len"] = max_model_len
@@ -44,7 +48,7 @@ class VLLMBackend:
                                          use_tqdm=False)
             elif chat is not False:
                 convs = [p if isinstance(p, list) else [{"role": "user", "content": p}] for p in (prompts[i] for i in batch)]
-                outs = self.llm.chat(convs, sampling_params=sps, use_tqdm=False)
+                outs = self.llm.chat(convs, sampling_params=sps, use_tqdm=False, chat_template=self.chat_template)
             else:
                 outs = self.llm.generate([prompts[i] for i in batch], sampling_params=sps, use_tqdm=False)
             gens = [BackendGeneration(text=o.outputs[0].text.strip(), prompt_tokens=len(o.prompt_token_ids or []),
