@@ -124,3 +124,53 @@ def test_vllm_backend_passes_dtype_and_the_chat_template():
     backend.chat_template = "{% for m in messages %}" + "pad " * 60 + "{{ m['content'] }}{% endfor %}"
     padded = backend.generate(chat, SamplingParams(max_new_tokens=2), seeds=[1])
     assert padded[0].prompt_tokens >= own[0].prompt_tokens + 40  # LLM.chat(chat_template=) applied it
+
+
+def _workers_of(marker: str) -> list[int]:
+    """Pids of live data-parallel workers whose command line names ``marker`` (this test's folder)."""
+    from pathlib import Path
+
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if "selfaug_compiler.generate.data_parallel" in cmd and marker in cmd and state != "Z":
+            pids.append(int(proc.name))
+    return pids
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads /proc (Linux)")
+def test_killing_the_parent_leaves_no_workers(tmp_path):
+    pytest.importorskip("torch")
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from tests.tiny_models import build_tiny_model
+
+    build_tiny_model(tmp_path / "tiny")
+    parent = subprocess.Popen([sys.executable, "-c", (
+        "import sys; from pathlib import Path; from tests.test_generate_data_parallel import _plan\n"
+        "from selfaug_compiler.runner import Runner, select_steps\n"
+        "root = Path(sys.argv[1]); plan = _plan(root, 2)\n"
+        "Runner(plan, store_path=root / 'store.duckdb', recipe_dir=root, echo=print)"
+        ".run(select_steps(plan, until=['generate.self_answer']))"), str(tmp_path)],
+        cwd=Path(__file__).resolve().parents[1], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while len(_workers_of(str(tmp_path))) < 2 and parent.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        workers = _workers_of(str(tmp_path))
+        assert len(workers) == 2, "the parent did not start its two workers"
+    finally:
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+    deadline = time.monotonic() + 20
+    while _workers_of(str(tmp_path)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _workers_of(str(tmp_path)) == []  # the kernel's parent-death signal ended them
