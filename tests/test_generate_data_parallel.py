@@ -104,6 +104,14 @@ def test_validate_refuses_data_parallel_where_it_cannot_apply(tmp_path, monkeypa
     assert not [p for p in problems if p.field == "model.backend.data_parallel_size" and p.severity == "error"]
     [ev] = [p for p in problems if p.field == "eval.backend.data_parallel_size"]
     assert ev.severity == "error" and "model.backend" in ev.message
+    recipe["execution"] = {"launcher": "slurm", "slurm": {"gpus_per_node": 4}}
+    recipe["eval"] = {}
+    for backend, fits in (({"kind": "vllm", "tensor_parallel_size": 2, "data_parallel_size": 2}, True),
+                          ({"kind": "vllm", "tensor_parallel_size": 2, "data_parallel_size": 3}, False)):
+        recipe["model"]["backend"] = backend
+        path.write_text(json.dumps(recipe))
+        gpus = [p for p in validate_recipe(path).problems if p.field == "model.backend.data_parallel_size"]
+        assert (gpus == []) == fits and all("needs 6 GPUs; 4 execution.slurm.gpus_per_node" in p.message for p in gpus)
 
 
 @pytest.mark.cuda

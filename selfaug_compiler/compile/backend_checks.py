@@ -77,8 +77,9 @@ def check_eval_backend(checker: Any) -> None:
 
 def check_parallel(checker: Any) -> None:
     """``data_parallel_size`` (generate/data_parallel.py): model.backend's in-process kinds only, and
-    k workers must fit the GPUs visible here (torch-free: the driver's count); model.chat_template on an
-    endpoint (the server applies its own template)."""
+    k workers must fit the GPUs: ``execution.slurm.gpus_per_node`` under the slurm launcher, else those
+    visible here (torch-free: the driver's count; none readable: not checked); model.chat_template on
+    an endpoint (the server applies its own template)."""
     recipe = checker.recipe
     spec, k = recipe.model.backend, recipe.model.backend.data_parallel_size
     augments = [stage.augment for stage in recipe.stage_list() if stage.augment is not None]
@@ -106,13 +107,17 @@ def check_parallel(checker: Any) -> None:
         return
     from selfaug_compiler.precision import resolve_device_name
 
-    gpus = visible_cuda_devices()
-    on_gpu = spec.kind == "vllm" or resolve_device_name(recipe.execution.device).startswith("cuda")
+    ex = recipe.execution
+    slurm = ex.launcher == "slurm"  # the job's node declares its GPUs; elsewhere count this machine's
+    gpus = ex.slurm.gpus_per_node if slurm else visible_cuda_devices()
+    on_gpu = spec.kind == "vllm" or (ex.device == "cuda" if slurm else resolve_device_name(ex.device).startswith("cuda"))
     per = spec.tensor_parallel_size if spec.kind == "vllm" else 1
-    if on_gpu and gpus and k * per > gpus:
-        checker.add(at, f"data_parallel_size {k} x {per} GPU(s) per worker needs {k * per} GPUs; {gpus} visible here",
-                    expected=f"data_parallel_size x tensor_parallel_size <= {gpus}", found=str(k),
-                    hint="lower data_parallel_size or tensor_parallel_size, or validate on the machine that runs it")
+    if on_gpu and (gpus or slurm) and k * per > gpus:
+        where = "execution.slurm.gpus_per_node declares" if slurm else "visible here"
+        checker.add(at, f"data_parallel_size {k} x {per} GPU(s) per worker needs {k * per} GPUs; {gpus} {where}",
+                    expected=f"data_parallel_size x GPUs per worker <= {gpus}", found=str(k),
+                    hint="lower data_parallel_size or tensor_parallel_size, or validate on the machine that runs it"
+                         + (" (or raise execution.slurm.gpus_per_node)" if slurm else ""))
     methods = {getattr(a, "method", None) for a in augments}
     if "sa_sft" in methods and not methods & {"s3ft", "sdft"}:
         checker.add(at, "SA-SFT's self-dialogues are not sharded: data_parallel_size has no effect on them",
