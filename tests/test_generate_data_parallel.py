@@ -182,3 +182,28 @@ def test_killing_the_parent_leaves_no_workers(tmp_path):
     while _workers_of(str(tmp_path)) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert _workers_of(str(tmp_path)) == []  # the kernel's parent-death signal ended them
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is None or len(os.listdir("/proc/driver/nvidia/gpus")
+                    if os.path.isdir("/proc/driver/nvidia/gpus") else []) < 2,
+                    reason="needs 2 CUDA devices and vllm (pip install 'selfaug-compiler[vllm]')")
+def test_vllm_two_engines_on_two_gpus(tmp_path):
+    """data_parallel_size 2 on vllm: one engine per GPU, every row committed once (vLLM does not promise
+    batch-invariant text, so rows are compared by key, not with a one-process run)."""
+    from selfaug_compiler.compile.planner import PlanBuilder
+    from selfaug_compiler.models.cache import converted_packaged_model
+    from selfaug_compiler.recipe.schema_backends import BackendSpec
+    from selfaug_compiler.runner import Runner, artifact_dir
+
+    recipe, _ = _recipe(tmp_path)
+    model = recipe.model.model_copy(update={
+        "ref": str(converted_packaged_model("smollm2-135m-instruct")),
+        "backend": BackendSpec(kind="vllm", data_parallel_size=2, gpu_memory_utilization=0.3, max_model_len=2048)})
+    plan = PlanBuilder(recipe.model_copy(update={"model": model}), tmp_path).build()
+    runner = Runner(plan, store_path=tmp_path / "store.duckdb", recipe_dir=tmp_path, echo=lambda s: None)
+    ref, rows = _committed(runner, plan)
+    assert len(rows) == N_ROWS == len({r["key"] for r in rows})
+    assert all(json.loads(r["meta"])["backend"]["backend"] == "vllm" for r in rows)
+    root = artifact_dir(runner.store_path, plan.step("generate.self_answer")) / "shards-of-2"
+    assert (root / "shard-0.done").is_file() and (root / "shard-1.done").is_file()
