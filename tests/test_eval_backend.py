@@ -229,7 +229,8 @@ def test_vllm_eval_backend_scores_the_packaged_model():
     outcome = evaluate_cached(model, with_backend(gen_bench(), spec), None, batch_size=2)
     assert len(outcome.items) == 3 and all(r["new_tokens"] <= 8 for r in outcome.items)
     assert outcome.metrics["backend"]["backend"] == "vllm" and model._loaded is None  # never loaded in-process
+    assert outcome.metrics["backend"]["dtype"] == "float32"  # model.dtype reaches LLM(dtype=)
     from selfaug_compiler.evaluate.eval_backend import build_backend
 
-    again = build_backend(spec, ref="packaged:smollm2-135m-instruct")
+    again = build_backend(spec, ref="packaged:smollm2-135m-instruct", dtype="float32")
     assert again is model.target(gen_bench()).backend  # the next evaluation of the folder reuses the engine

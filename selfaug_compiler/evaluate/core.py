@@ -88,7 +88,7 @@ class LazyModel:
         if self._target is None:
             self._target = EvalTarget(build_backend(self.backend, ref=self.ref, revision=self.revision,
                                                     base_dir=self.base_dir, trained=self.trained,
-                                                    prompt_format=self.prompt_format), self)
+                                                    prompt_format=self.prompt_format, dtype=self.dtype), self)
         return self._target
 
 

@@ -43,7 +43,7 @@ def execute(ctx: StepContext) -> StepResult:
     backend = step_backend_spec(ctx.step)  # eval.backend: the base samples on it (evaluate/eval_backend.py)
     if backend is not None:
         sampler = build_backend(backend, ref=spec["ref"], revision=spec.get("revision"), base_dir=ctx.recipe_dir,
-                                prompt_format=prompt_format(spec))
+                                prompt_format=prompt_format(spec), dtype=str(spec.get("dtype") or "auto"))
     metrics = kl_to_base(base, tuned, prompts, max_new_tokens=int(params["max_new_tokens"]), seed=int(params["seed"]),
                          batch_size=int(speed.get("batch_size", 8)), progress=ctx.progress, sampler=sampler)
     return StepResult(metrics=metrics)

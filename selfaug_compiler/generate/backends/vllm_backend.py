@@ -25,7 +25,7 @@ class VLLMBackend:
         template's text, passed as ``LLM.chat(chat_template=)`` (None: the tokenizer's own)."""
         from vllm import LLM
 
-        self.model, self.chat_template = model, chat_template
+        self.model, self.chat_template, self.dtype = model, chat_template, dtype
         kwargs: dict[str, Any] = {"tensor_parallel_size": tensor_parallel_size, "dtype": dtype,
                                   "gpu_memory_utilization": gpu_memory_utilization, "seed": seed}
         if max_model_len:
@@ -61,4 +61,4 @@ class VLLMBackend:
         return results
 
     def provenance(self) -> dict[str, Any]:
-        return {"backend": self.kind, "model": self.model, "batch_invariant": False}
+        return {"backend": self.kind, "model": self.model, "dtype": self.dtype, "batch_invariant": False}
