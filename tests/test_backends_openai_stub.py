@@ -47,6 +47,9 @@ class StubServer:
                 if what == "hang":
                     threading.Event().wait(1.0)
                     return
+                if what == "slow":  # a server loading its model on the first request
+                    threading.Event().wait(1.5)
+                    what = "ok"
                 if what in ("429", "500", "404"):
                     return self._send(int(what), b'{"error": "stub"}')
                 if what == "garbage":

@@ -76,3 +76,28 @@ def test_online_check_against_the_stub(tmp_path, monkeypatch):
     good = write(tmp_path, {"kind": "openai", "base_url": stub.url, "served_model": "stub-model"})  # (one file)
     [p] = backend_problems(good, online=True)
     assert "did not answer GET /models" in p.message
+
+
+def test_online_probe_waits_for_a_server_loading_its_model(tmp_path, monkeypatch):
+    """`transformers serve` loads the model on the first request: the 1-token probe waits as long as the
+    recipe's request_timeout_s (up to PROBE_TIMEOUT_S), not the short GET /models timeout."""
+    from selfaug_compiler.compile import backend_checks
+
+    monkeypatch.setenv("OPENAI_API_KEY", "x")
+    monkeypatch.setattr(backend_checks, "LIST_TIMEOUT_S", 0.5)
+    stub = StubServer()
+    stub.list_models = False
+    try:
+        stub.script = ["slow"]
+        good = write(tmp_path, {"kind": "openai", "base_url": stub.url, "served_model": "stub-model",
+                                "request_timeout_s": 5})
+        assert backend_problems(good, online=True) == []
+        assert stub.bodies[-1]["max_tokens"] == 1
+        stub.script = ["slow"]
+        short = write(tmp_path, {"kind": "openai", "base_url": stub.url, "served_model": "stub-model",
+                                 "request_timeout_s": 1})
+        [p] = backend_problems(short, online=True)
+        assert "timed out" in p.message
+    finally:
+        stub.server.shutdown()
+        stub.server.server_close()

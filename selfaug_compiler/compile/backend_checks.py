@@ -145,13 +145,17 @@ def check_backend(checker: Any, online: bool | None = None) -> None:
         check_online(checker, spec, url)
 
 
+LIST_TIMEOUT_S = 10.0  # GET /models: a running server answers it at once
+PROBE_TIMEOUT_S = 180.0
+
+
 def check_online(checker: Any, spec: Any, url: str) -> None:
     from selfaug_compiler.generate.backends.base import BackendError
     from selfaug_compiler.generate.backends.openai_backend import OpenAIBackend
 
     model = spec.served_model or checker.recipe.model.ref
     backend = OpenAIBackend(model, base_url=url, api_key_env=spec.api_key_env, max_retries=0,
-                            request_timeout_s=min(spec.request_timeout_s, 10.0))
+                            request_timeout_s=min(spec.request_timeout_s, LIST_TIMEOUT_S))
     try:
         names, listed = backend.list_models(), None
     except BackendError as e:
@@ -160,10 +164,14 @@ def check_online(checker: Any, spec: Any, url: str) -> None:
         return
     # Not listed (or GET /models failed: `transformers serve FOLDER` lists only the HF hub cache and
     # answers 500 without one): one 1-token request for the model is the check instead.
+    # A server may load the model on its first request (`transformers serve` takes ~30 s on a CPU for
+    # a 135M model): the probe waits as long as a run's requests would, up to PROBE_TIMEOUT_S.
+    probe = OpenAIBackend(model, base_url=url, api_key_env=spec.api_key_env, max_retries=0,
+                          request_timeout_s=min(spec.request_timeout_s, PROBE_TIMEOUT_S))
     try:
         from selfaug_compiler.generate.engine import SamplingParams
 
-        backend._one("ping", SamplingParams(max_new_tokens=1, temperature=0.0), 0, True)
+        probe._one("ping", SamplingParams(max_new_tokens=1, temperature=0.0), 0, True)
         return
     except BackendError as e:
         asked = e
