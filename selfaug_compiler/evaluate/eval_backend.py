@@ -69,7 +69,7 @@ def build_backend(spec: dict[str, Any], *, ref: str, revision: str | None = None
     """The backend ``spec`` serving the model at ``ref`` (a checkpoint folder when ``trained``); ``dtype`` is
     ``model.dtype``, given to vLLM resolved as on any CUDA device (as the generate steps do)."""
     from selfaug_compiler.generate.backends import make_backend
-    from selfaug_compiler.generate.backends.steps import OPENAI_OPTIONS, VLLM_OPTIONS
+    from selfaug_compiler.generate.backends.steps import OPENAI_OPTIONS, VLLM_OPTIONS, vllm_dtype
 
     kind = spec["kind"]
     refuse_checkpoint(spec, trained)
@@ -82,10 +82,8 @@ def build_backend(spec: dict[str, Any], *, ref: str, revision: str | None = None
         _, folder = model_folder(ref, revision=revision, base_dir=base_dir)
         if hasattr(folder, "joinpath") and folder.joinpath("adapter_config.json").is_file():
             raise SelfaugError(ADAPTER_REFUSED, field="eval.backend.kind", found=str(folder), hint=ADAPTER_HINT)
-        from selfaug_compiler.precision import cuda_bf16_supported, dtype_name
-
         options = {k: spec[k] for k in VLLM_OPTIONS if spec.get(k) is not None}
-        options["dtype"] = dtype_name(str(dtype or "auto"), "cuda", cuda_bf16=cuda_bf16_supported())
+        options["dtype"] = vllm_dtype(dtype)
         backend = _vllm_engine(str(folder), options)
     else:
         raise SelfaugError(f"unknown eval backend {kind!r}", field="eval.backend.kind",

@@ -35,12 +35,17 @@ def step_backend(ctx: Any, spec: dict[str, Any]) -> Backend:
     return backend
 
 
+def vllm_dtype(preference: Any) -> str:
+    """``model.dtype`` for ``LLM(dtype=)``: ``auto`` resolved as on any CUDA device (``precision.dtype_name``)."""
+    from selfaug_compiler.precision import cuda_bf16_supported, dtype_name
+
+    return dtype_name(str(preference or "auto"), "cuda", cuda_bf16=cuda_bf16_supported())
+
+
 def vllm_model_options(ctx: Any, spec: dict[str, Any]) -> dict[str, Any]:
     """``model.dtype`` (``auto`` resolved as on any CUDA device: ``precision.dtype_name``) and the text of
     ``model.chat_template`` (a file next to the recipe or a shipped name) for the vllm backend."""
-    from selfaug_compiler.precision import cuda_bf16_supported, dtype_name
-
-    out: dict[str, Any] = {"dtype": dtype_name(str(spec.get("dtype", "auto")), "cuda", cuda_bf16=cuda_bf16_supported())}
+    out: dict[str, Any] = {"dtype": vllm_dtype(spec.get("dtype"))}
     if spec.get("chat_template"):
         from selfaug_compiler.models.chat_templates import chat_template_file
 
