@@ -72,22 +72,24 @@ class Server:
             self.proc.wait(30)
 
 
-def write_recipe(root: Path, folder: Path, port: int) -> Path:
+def write_recipe(root: Path, folder: Path, port: int | None, name: str = "served.yaml") -> Path:
+    """The S3FT recipe on the server at ``port``; ``port=None``: the same recipe on the in-process engine."""
     with open(root / "toy.jsonl", "w") as f:
         for i, (q, a) in enumerate(QUESTIONS):
             f.write(json.dumps({"id": f"q{i}", "question": q, "answer": a}) + "\n")
     recipe = {
         "name": "served-test", "seed": 7,
-        "model": {"ref": str(folder), "dtype": "float32",
-                  "backend": {"kind": "openai", "served_model": str(folder), "base_url": f"http://127.0.0.1:{port}/v1",
-                              "max_concurrency": 2, "max_retries": 1, "backoff_s": 0.2, "request_timeout_s": 60}},
+        "model": {"ref": str(folder), "dtype": "float32"},
         "task": {"name": "toy", "source": {"kind": "file", "path": "toy.jsonl"}, "answer_type": "number",
                  "fields": {"prompt": "question", "response": "answer", "id": "id"}},
         "augment": {"method": "s3ft", "answer": {"temperature": 0.0, "max_new_tokens": 8},
                     "paraphrase": {"temperature": 0.0, "max_new_tokens": 8}},
         "execution": {"device": "cpu", "generate_batch_size": 2},
     }
-    path = root / "served.yaml"
+    if port is not None:
+        recipe["model"]["backend"] = {"kind": "openai", "served_model": str(folder), "base_url": f"http://127.0.0.1:{port}/v1",
+                                      "max_concurrency": 2, "max_retries": 1, "backoff_s": 0.2, "request_timeout_s": 60}
+    path = root / name
     path.write_text(json.dumps(recipe))
     return path
 
@@ -162,3 +164,12 @@ def test_s3ft_data_steps_on_transformers_serve_kill_and_resume(tmp_path):
         assert backend["backend"] == "openai" and backend["model"] == str(folder) and backend["batch_invariant"] is False
         assert backend["served_model"].startswith(str(folder))  # transformers serve answers "<folder>@main"
         assert r["response_tokens"] <= 8 and r["judge_verdict"] in ("pass", "fail")
+
+    # the same recipe on the in-process engine: greedy decoding gives the same text, so the same verdicts
+    # (on the lab's 400 SST-2 self-answers at 256 tokens, served and engine replies were identical, 400 of 400)
+    _, local = run_until_mix(tmp_path, load_recipe(write_recipe(tmp_path, folder, None, "local.yaml")).recipe,
+                             tmp_path / "local.duckdb")
+    engine = {r["key"]: r for r in rows_of(tmp_path / "local.duckdb", local, "judge.self_answer")}
+    assert {r["key"]: (r["response"], r["judge_verdict"]) for r in answers} == \
+        {k: (r["response"], r["judge_verdict"]) for k, r in engine.items()}
+    assert all("backend" not in json.loads(r["meta"]) for r in engine.values())  # no meta.backend: transformers
