@@ -26,7 +26,8 @@ IMPL_VERSIONS: dict[str, str] = {
     "evaluate": "evaluate/1",
     "interpolate": "interpolate/1",  # theta_alpha = (1 - alpha) base + alpha fine-tuned (issue 15.1)
     "diagnose": "diagnose/1",  # diagnose.kl_to_base: KL(base || fine-tuned) per token (issue 15.3)
-    "report": "report/2",  # 2: meta.context (model, recipe, seed, training set by source), signed changes
+    "report": "report/3",  # 2: meta.context (model, recipe, seed, training set by source), signed changes;
+    # 3: right_to_wrong examples on retention rows with a significant drop (report/flips.py)
 }
 
 STEP_KINDS = tuple(IMPL_VERSIONS)
