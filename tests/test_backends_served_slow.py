@@ -4,7 +4,9 @@ judge, paraphrases of the rejected) run through ``selfaug run``; ``selfaug valid
 accepts the server; the server is killed after the
 first batch of self-answers: exit 1 with one message naming the staged rows, the batch kept; the
 server restarted, the same command finishes with every row once and asks only for the rest; then
-``selfaug eval --backend openai`` scores the base model on a small generation benchmark on that server.
+``selfaug eval --backend openai`` scores the base model on a small generation benchmark on that server;
+a judge on a second model: a tiny model's self-answers judged by the served model; last, the same
+recipe on the in-process engine gives the served rows' text and verdicts.
 
 Slow (about a minute on 2 CPU cores: two server starts, a handful of 8-token requests)."""
 
@@ -27,6 +29,8 @@ pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
 from selfaug_compiler.models.cache import converted_packaged_model  # noqa: E402
+from selfaug_compiler.recipe.loader import load_recipe  # noqa: E402
+from tests.test_augment_steps import rows_of, run_until_mix  # noqa: E402
 
 QUESTIONS = [("Tom has 2 apples and buys 3 more. How many apples now?", "#### 5"),
              ("A box holds 4 pens. How many pens are in 2 boxes?", "#### 8"),
@@ -94,6 +98,21 @@ def write_recipe(root: Path, folder: Path, port: int | None, name: str = "served
     return path
 
 
+def judge_on_server(root: Path, folder: Path, port: int) -> Path:
+    """The S3FT recipe on a tiny random model in-process, its model judge on the server's model."""
+    from tests.tiny_models import build_tiny_model
+
+    recipe = json.loads(write_recipe(root, folder, None, "judged.yaml").read_text())
+    recipe["model"] = {"ref": str(build_tiny_model(root / "tiny")), "dtype": "float32"}
+    recipe["augment"]["accept_truncated"] = True  # the tiny model's replies run to the limit: judge them anyway
+    recipe["augment"]["judge"] = {"kind": "model", "model": {
+        "ref": str(folder), "backend": {"kind": "openai", "served_model": str(folder), "max_retries": 1,
+                                        "base_url": f"http://127.0.0.1:{port}/v1", "request_timeout_s": 60}}}
+    path = root / "judged.yaml"
+    path.write_text(json.dumps(recipe))
+    return path
+
+
 def selfaug_run(recipe: Path, store: Path, *, kill: Server | None = None, after: int = 0):
     """``selfaug run RECIPE --until mix``; with ``kill``, that server is killed once it finished ``after`` requests."""
     cmd = [str(BIN / "selfaug"), "run", str(recipe), "--until", "mix", "--store", str(store)]
@@ -140,6 +159,12 @@ def test_s3ft_data_steps_on_transformers_serve_kill_and_resume(tmp_path):
                              "--base-url", f"http://127.0.0.1:{port}/v1"],
                             capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
         evaluated = second.done_requests() - 1 - asked
+        # a judge on a second model: self-answers and paraphrases from a tiny model in-process, the
+        # verdicts from the packaged model on the server
+        judged_store, judge_recipe = tmp_path / "judged.duckdb", judge_on_server(tmp_path, folder, port)
+        before = second.done_requests()
+        _, judged_run = run_until_mix(tmp_path, load_recipe(judge_recipe).recipe, judged_store)
+        judge_requests = second.done_requests() - before
     finally:
         second.stop()
     assert rc == 0, out
@@ -149,9 +174,6 @@ def test_s3ft_data_steps_on_transformers_serve_kill_and_resume(tmp_path):
     assert gen["backend"]["backend"] == "openai" and gen["backend"]["model"] == str(folder)
 
     # read the rows through the same plan in-process: every step is cached now, nothing is asked
-    from selfaug_compiler.recipe.loader import load_recipe
-    from tests.test_augment_steps import rows_of, run_until_mix
-
     _, summary = run_until_mix(tmp_path, load_recipe(recipe).recipe, store)
     assert not summary.ran
     answers = rows_of(store, summary, "judge.self_answer")
@@ -173,3 +195,11 @@ def test_s3ft_data_steps_on_transformers_serve_kill_and_resume(tmp_path):
     assert {r["key"]: (r["response"], r["judge_verdict"]) for r in answers} == \
         {k: (r["response"], r["judge_verdict"]) for k, r in engine.items()}
     assert all("backend" not in json.loads(r["meta"]) for r in engine.values())  # no meta.backend: transformers
+
+    # the judge on the server: every self-answer and paraphrase was judged there, and each row says so
+    judged = [*rows_of(judged_store, judged_run, "judge.self_answer"), *rows_of(judged_store, judged_run, "judge.paraphrase")]
+    assert len(judged) == judge_requests >= len(QUESTIONS)
+    for r in judged:
+        meta = json.loads(r["meta"])
+        assert "backend" not in meta and r["judge_name"] == "model" and r["judge_raw"]
+        assert meta["judge_model"]["backend"] == "openai" and meta["judge_model"]["served_model"].startswith(str(folder))

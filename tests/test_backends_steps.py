@@ -91,8 +91,43 @@ def test_model_judge_on_its_own_served_model(workspace, tmp_path):  # noqa: F811
         assert {body["model"] for body in stub.bodies} == {"judge-model"}
         assert len(stub.bodies) >= len(QUESTIONS)
         assert all("echo" in r["judge_raw"] for r in judged), judged[0]["judge_raw"]  # the served judge's raw reply
+        for r in judged:  # which model judged, and what the server reported (the stub names itself stub-model)
+            assert json.loads(r["meta"])["judge_model"] == {
+                "backend": "openai", "model": "judge-model", "mode": "chat", "batch_invariant": False,
+                "served_model": "stub-model", "system_fingerprint": "fp_stub"}
     finally:
         stub.server.shutdown()
+
+
+def test_model_judge_on_a_second_in_process_model(workspace, tmp_path):  # noqa: F811
+    """Self-answers from one tiny model, the verdicts from another one loaded in-process: the judge
+    step loads the judge's own weights, and each judged row names them (ref and fingerprint)."""
+    from selfaug_compiler.models.fingerprint import folder_fingerprint
+    from selfaug_compiler.recipe.schema import JudgeSpec
+    from tests.tiny_models import build_tiny_model
+
+    other = build_tiny_model(tmp_path / "judge-tiny", seed=1)
+    base = recipe_for(workspace, S3ftParams(answer=SHORT, paraphrase=SHORT), "s3judge2")
+    aug = dict(answer=SHORT, paraphrase=SHORT, accept_truncated=True)
+    recipe = base.model_copy(update={"augment": S3ftParams(**aug, judge=JudgeSpec(
+        kind="model", model=ModelSpec(ref=str(other), dtype="float32")))})
+    same = base.model_copy(update={"augment": S3ftParams(**aug, judge=JudgeSpec(kind="model"))})
+    store = tmp_path / "store.duckdb"
+    _, summary = run_until_mix(workspace, recipe, store)
+    _, own = run_until_mix(workspace, same, tmp_path / "same.duckdb")
+    judged = rows_of(store, summary, "judge.self_answer")
+    by_self = {r["key"]: r for r in rows_of(tmp_path / "same.duckdb", own, "judge.self_answer")}
+    assert len(judged) == len(QUESTIONS)
+    for r in judged:
+        meta = json.loads(r["meta"])
+        assert "backend" not in meta  # the answers: the recipe's model, in-process
+        assert meta["judge_model"] == {"backend": "transformers", "batch_invariant": True, "model": str(other),
+                                       "fingerprint": folder_fingerprint(other)}
+        mine = json.loads(by_self[r["key"]]["meta"])["judge_model"]
+        assert mine["model"] == str(workspace / "tiny") and mine["fingerprint"] != meta["judge_model"]["fingerprint"]
+        assert r["response"] == by_self[r["key"]]["response"]  # the same answers, judged by other weights
+    # two different random models: their raw replies differ somewhere
+    assert [r["judge_raw"] for r in judged] != [by_self[r["key"]]["judge_raw"] for r in judged]
 
 
 def test_sa_sft_dialogues_on_the_served_backend(workspace, tmp_path):  # noqa: F811

@@ -73,13 +73,16 @@ def judge_inputs(rows: list[dict]) -> list[dict]:
 def with_verdicts(rows: list[dict], verdicts: list[Any], step_id: str,
                   judge_template: str | None = None) -> list[dict]:
     """The rows with judge columns filled (nothing deleted: a filter is a column); a model judge's
-    chat template (``models/completion.row_template``) in ``meta.judge_chat_template``."""
+    chat template (``models/completion.row_template``) in ``meta.judge_chat_template`` and its
+    backend, model and fingerprint or server report in ``meta.judge_model``."""
     out = []
     for r, v in zip(rows, verdicts):
         meta = load_meta(r.get("meta"))
         meta["judge_step_id"] = step_id
         if judge_template is not None:
             meta["judge_chat_template"] = judge_template
+        if getattr(v, "judge_model", None):
+            meta["judge_model"] = v.judge_model
         out.append({**r, "judge_name": v.name, "judge_verdict": v.label, "judge_score": v.score,
                     "judge_raw": v.raw, "meta": dump(meta)})
     return out

@@ -24,6 +24,7 @@ class Verdict:
     passed: bool
     score: float | None
     raw: str
+    judge_model: dict[str, Any] | None = None  # the model judge's provenance (judges/model_judge.py)
 
     @property
     def label(self) -> str:
@@ -108,7 +109,8 @@ def judge_model(items: list[dict], loaded: Any, template: str, recipe_dir: Path 
     asked = [{"prompt": it["prompt"], "gold": it["gold_text"], "answer": it["answer"]} for it in items]
     verdicts = judge_with_model(loaded, asked, template=template, recipe_dir=recipe_dir, batch_size=batch_size,
                                 progress=in_phase(progress, "", "rows") or False)
-    return [Verdict("model", bool(v.passed), None if v.passed is None else float(v.passed), v.raw) for v in verdicts]
+    return [Verdict("model", bool(v.passed), None if v.passed is None else float(v.passed), v.raw, v.judge_model)
+            for v in verdicts]
 
 
 def judge_items(items: list[dict], judge: dict[str, Any], *, loaded: Any = None, recipe_dir: Path | None = None,
