@@ -101,6 +101,19 @@ def test_generations_in_order_with_seed_finish_reason_and_batches(stub):
     assert backend(stub).provenance()["batch_invariant"] is False
 
 
+def test_stop_strings_are_sent_and_applied_to_a_server_that_ignores_them(stub):
+    """The request carries ``stop``; this stub (like some servers) ignores it and sends the whole
+    text with ``length``: the reply is cut before the first stop string and ends as ``stop``."""
+    stub.script = ["length", "length"]
+    gens = backend(stub, max_concurrency=1).generate(["b x", "none here"], SamplingParams(max_new_tokens=5, stop=(" x",)),
+                                                     seeds=[1, 2])
+    assert [body["stop"] for body in stub.bodies] == [[" x"], [" x"]]
+    assert (gens[0].text, gens[0].finish_reason) == ("echo b", "stop")
+    assert (gens[1].text, gens[1].finish_reason) == ("echo none here seed=2", "length")
+    backend(stub).generate(["c"], SamplingParams(), seeds=[3])
+    assert "stop" not in stub.bodies[-1]  # no stop strings: the request is as before
+
+
 def test_completions_mode_sends_prompt(stub):
     """Completions mode serves a completion-style model: a step's prompt (chat=None) goes in the
     training format (prompt + newline, models/completion.py); chat=False sends it as given."""

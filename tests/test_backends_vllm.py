@@ -32,3 +32,8 @@ def test_vllm_backend_generates_with_seeds_and_finish_reasons():
     two = backend.generate(prompts, hot, seeds=[5, 6])
     assert [g.text for g in one] == [g.text for g in two]
     assert backend.provenance()["batch_invariant"] is False
+    # stop strings: a string from the middle of a greedy reply ends it there, as the engine does
+    free = backend.generate(prompts[:1], SamplingParams(max_new_tokens=24), seeds=[1])[0]
+    stop = free.text[len(free.text) // 2:len(free.text) // 2 + 3]
+    cut = backend.generate(prompts[:1], SamplingParams(max_new_tokens=24, stop=(stop,)), seeds=[1])[0]
+    assert cut.finish_reason == "stop" and cut.text == free.text[:free.text.index(stop)].strip()

@@ -229,3 +229,51 @@ def test_a_model_judge_names_its_chat_template(tmp_path):
     assert len(judged) == 2
     assert all(json.loads(r["meta"])["chat_template"] == chatml for r in judged)
     assert all(json.loads(r["meta"])["judge_chat_template"] == chatml for r in judged)
+
+
+def test_stop_strings_end_a_base_models_rewrites(tmp_path, tiny, capsys):
+    """``augment.sampling.stop`` on a completion-style model: validate warns without it; with a
+    string taken from a rewrite of the run without it, that rewrite ends just before it (finish
+    reason ``stop``, so it is no cut-off target), its row records the stop strings, and the
+    generate step's id changes (an explicit ``stop: null`` keeps the id of a recipe without it)."""
+    from selfaug_compiler.cli import main
+    from selfaug_compiler.compile.planner import plan_checked_recipe
+    from selfaug_compiler.store import open_store
+
+    def rewrites(recipe: Path) -> tuple[str, list[dict]]:
+        plan, _ = plan_checked_recipe(recipe, [])
+        step = next(s.id for s in plan.steps if s.name == "generate.rewrite")
+        with open_store(recipe.parent / "s.duckdb", read_only=True) as store:
+            return step, store.read(store.version_for_step(step).ref).to_pylist()
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "c").mkdir()
+    plain = _project(tmp_path / "a", tiny, ", prompt_format: completion")
+    assert main(["validate", str(plain)]) == 0
+    assert "warning: augment.sampling.stop" in "".join(capsys.readouterr())  # the warning
+    _run(plain, capsys, until="judge.rewrite")
+    plain_id, before = rewrites(plain)
+    text = max((r["response"] for r in before), key=len)
+    stop = text[len(text) // 2:len(text) // 2 + 3]
+    assert len(stop) == 3, text
+
+    def with_sampling(folder: str, sampling: str) -> Path:
+        recipe = _project(tmp_path / folder, tiny, ", prompt_format: completion")
+        recipe.write_text(recipe.read_text().replace("sampling: {max_new_tokens: 8}", f"sampling: {sampling}"))
+        return recipe
+
+    null = with_sampling("c", "{max_new_tokens: 8, stop: null}")
+    assert plan_checked_recipe(null, [])[0].step("generate.rewrite").id == plain_id
+    stopped = with_sampling("b", "{max_new_tokens: 8, stop: [" + json.dumps(stop) + "]}")
+    _run(stopped, capsys, until="judge.rewrite")
+    stopped_id, after = rewrites(stopped)
+    assert stopped_id != plain_id
+    old = {r["key"]: r for r in before}
+    hit = [r for r in after if stop in old[r["key"]]["response"]]
+    assert hit
+    for r in after:
+        assert json.loads(r["sampling"])["stop"] == [stop] and stop not in r["response"]
+    for r in hit:
+        full = old[r["key"]]["response"]
+        assert r["response"] == full[:full.index(stop)].strip() and json.loads(r["meta"])["finish_reason"] == "stop"

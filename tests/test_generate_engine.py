@@ -87,6 +87,28 @@ def test_finish_reasons_length_and_stop(tiny):
     assert all(g.finish_reason == "stop" and g.new_tokens == 0 and g.text == "" for g in stopped)
 
 
+def test_stop_strings_end_a_row_before_the_string_and_leave_the_others(tiny):
+    """A stop string taken from a row's own greedy reply: that row ends just before it (finish
+    reason ``stop``, fewer tokens), the rows of its batch that never produce it are unchanged."""
+    from selfaug_compiler.generate.engine import cut_at_stop
+
+    params = SamplingParams(max_new_tokens=24)
+    free = generate(tiny, PROMPTS, params, batch_size=4, progress=False)
+    target = max(range(len(PROMPTS)), key=lambda i: len(free[i].text))
+    text = free[target].text
+    stop = text[len(text) // 2:len(text) // 2 + 3]
+    assert len(stop.strip()) == 3, text
+    stopped = generate(tiny, PROMPTS, SamplingParams(max_new_tokens=24, stop=(stop,)), batch_size=4, progress=False)
+    assert stopped[target].finish_reason == "stop" and stopped[target].new_tokens < free[target].new_tokens
+    assert stopped[target].text == text[:text.index(stop)].strip() and stop not in stopped[target].text
+    for i, (a, b) in enumerate(zip(free, stopped)):
+        if stop not in a.text:
+            assert a == b, i
+        else:  # the string shows in this reply too: it ends there as well
+            assert b.text == cut_at_stop(a.text, (stop,))[0].strip() and b.finish_reason == "stop"
+    assert SamplingParams(stop=["\n"]).to_dict()["stop"] == ["\n"] and "stop" not in SamplingParams().to_dict()
+
+
 def test_message_lists_and_plain_prompts(tiny):
     msgs = [{"role": "user", "content": "tea"}]
     a = generate(tiny, [msgs], SamplingParams(max_new_tokens=5), progress=False)[0]

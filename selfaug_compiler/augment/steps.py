@@ -25,7 +25,7 @@ def _template(ctx: StepContext) -> tuple[str, str | None]:
 
 def _sampling(params: dict[str, Any]) -> dict[str, Any]:
     sampling = params.get("sampling") or (params.get("augment") or {}).get("sampling") or {}
-    return {k: sampling[k] for k in ("temperature", "top_p", "max_new_tokens") if k in sampling}
+    return {k: sampling[k] for k in ("temperature", "top_p", "max_new_tokens", "stop") if sampling.get(k) is not None}
 
 
 def _batch_size(ctx: StepContext) -> int:

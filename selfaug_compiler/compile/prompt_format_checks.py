@@ -6,7 +6,8 @@ be ignored), an ``openai`` backend in ``chat`` mode (the server would apply a te
 (self-dialogues are conversations), multi-turn task data (``messages``/ShareGPT/conversational
 prompt-completion rows with more than one user turn), and benchmark settings that ask for the chat
 template (``eval.packaged.NAME.chat_template: true``, ``eval.lm_eval.tasks.NAME.apply_chat_template``).
-Chat style refuses an ``openai`` backend in ``completions`` mode (raw text to a chat model: the
+It warns where an S3FT/SDFT generation has no stop strings (``augment.*.stop``): a base model seldom
+ends with EOS. Chat style refuses an ``openai`` backend in ``completions`` mode (raw text to a chat model: the
 silent fallback issue 11 was about). Standard library only.
 """
 
@@ -42,10 +43,23 @@ def check_prompt_format(checker: Any, stages: list[Any], sources: list[Any]) -> 
             checker.add(checker.augment_path(i) + ("method",), "SA-SFT's self-dialogues are conversations; a "
                         "completion-style model (model.prompt_format: completion) has no chat turns",
                         found="sa_sft", expected="s3ft, sdft, replay or none", hint=f"choose another method, or {FIX}")
+        _check_stop_strings(checker, stage.augment, checker.augment_path(i))
         source = sources[i] if i < len(sources) else None
         _check_rows(checker, stage.task, source.rows if source is not None else [], checker.task_path(i),
                     _data_file(checker, stage.task))
     _check_benchmarks(checker, recipe.eval)
+
+
+def _check_stop_strings(checker: Any, augment: Any, at: tuple[Any, ...]) -> None:
+    """A warning per generation without stop strings: a base model seldom ends its reply with EOS,
+    so every reply may run to max_new_tokens and be refused as cut off."""
+    samplings = {"s3ft": ("answer", "paraphrase"), "sdft": ("sampling",)}.get(getattr(augment, "method", ""), ())
+    for name in samplings:
+        if getattr(augment, name).stop is None:
+            checker.add(at + (name, "stop"), "a completion-style base model seldom ends its reply with EOS: without "
+                        "stop strings its replies may all run to max_new_tokens and be refused as cut off",
+                        severity="warning", expected="stop strings where a reply ends, e.g. ['\\n\\n']",
+                        hint=f"set {'.'.join(map(str, at + (name, 'stop')))}: [\"\\n\\n\"] (or accept_truncated: true)")
 
 
 def describe(spec: Any) -> str:

@@ -26,13 +26,44 @@ class SamplingParams:
     temperature: float = 0.0
     top_p: float = 1.0
     max_new_tokens: int = 256
+    stop: tuple[str, ...] = ()  # stop strings: the reply ends before the first one (finish_reason "stop")
+
+    def __post_init__(self) -> None:
+        self.stop = tuple(str(s) for s in (self.stop or ()) if str(s))
 
     @property
     def greedy(self) -> bool:
         return self.temperature <= 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        if self.stop:
+            out["stop"] = list(self.stop)
+        else:
+            out.pop("stop")  # rows without stop strings keep the provenance they had before the field
+        return out
+
+
+def cut_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:
+    """``text`` up to the first stop string, and whether one was found (as vLLM and OpenAI servers
+    return it: the stop string itself is not part of the reply)."""
+    hits = [i for i in (text.find(s) for s in stop) if i >= 0]
+    return (text[:min(hits)], True) if hits else (text, False)
+
+
+def stop_string_matcher(tokenizer: Any, stop: tuple[str, ...]) -> Callable[[list[int]], bool] | None:
+    """A test of a row's new token ids: does its decoded tail contain a stop string? The tail is as
+    many tokens as the longest stop string has characters, plus a few (a token is at least one
+    character, except byte pieces of one character)."""
+    if not stop:
+        return None
+    window = max(len(s) for s in stop) + 4
+
+    def hit(ids: list[int]) -> bool:
+        tail = tokenizer.decode(ids[-window:], skip_special_tokens=True)
+        return any(s in tail for s in stop)
+
+    return hit
 
 
 @dataclass
@@ -185,15 +216,17 @@ def generate(
         bar.advance(len(done), sum(results[i].new_tokens for i in done))
 
     def on_row(i: int, ids: list[int], reason: str) -> None:
-        results[i] = Generation(text=loaded.tokenizer.decode(ids, skip_special_tokens=True).strip(),
-                                prompt_tokens=len(encoded[i]), new_tokens=len(ids), finish_reason=reason)
+        text, _ = cut_at_stop(loaded.tokenizer.decode(ids, skip_special_tokens=True), params.stop)
+        results[i] = Generation(text=text.strip(), prompt_tokens=len(encoded[i]), new_tokens=len(ids),
+                                finish_reason=reason)
         finished.append(i)
         if len(finished) >= size:
             flush()
 
     try:
         order = [i for batch in length_sorted_batches([len(e) for e in encoded], size) for i in batch]
-        decode_stream(loaded, encoded, order, params, seeds, stops, size, on_row, on_step=bar.tick)
+        decode_stream(loaded, encoded, order, params, seeds, stops, size, on_row, on_step=bar.tick,
+                      stop_hit=stop_string_matcher(loaded.tokenizer, params.stop))
         if finished:
             flush()
     finally:

@@ -80,10 +80,13 @@ class _Batch:
 
 def decode_stream(loaded: Any, encoded: list[list[int]], order: list[int], params: Any, seeds: list[int],
                   stops: set[int], batch_size: int, on_row: OnRow,
-                  on_step: Callable[[int], None] | None = None) -> None:
+                  on_step: Callable[[int], None] | None = None,
+                  stop_hit: Callable[[list[int]], bool] | None = None) -> None:
     """Decode the prompts ``encoded[i]`` for ``i`` in ``order`` with ``batch_size`` slots; calls
     ``on_row(i, new_token_ids, finish_reason)`` as each row finishes and ``on_step(tokens)`` after
-    every decode step (the tokens it produced), so a caller can show progress inside a batch."""
+    every decode step (the tokens it produced), so a caller can show progress inside a batch.
+    A row finishes on a token in ``stops`` (not kept), when ``stop_hit(its tokens)`` says its text
+    reached a stop string (``stop``), or at ``params.max_new_tokens`` (``length``)."""
     import torch
     from transformers import DynamicCache
 
@@ -129,13 +132,15 @@ def decode_stream(loaded: Any, encoded: list[list[int]], order: list[int], param
             for slot, (row, tok) in enumerate(zip(batch.rows, tokens)):
                 if tok in stops:
                     on_row(row, out.pop(row), "stop")
-                elif len(out[row]) + 1 >= params.max_new_tokens:
-                    out[row].append(tok)
-                    on_row(row, out.pop(row), "length")
                 else:
                     out[row].append(tok)
-                    keep.append(slot)
-                    continue
+                    if stop_hit is not None and stop_hit(out[row]):
+                        on_row(row, out.pop(row), "stop")
+                    elif len(out[row]) >= params.max_new_tokens:
+                        on_row(row, out.pop(row), "length")
+                    else:
+                        keep.append(slot)
+                        continue
                 gens.pop(row)
             if len(keep) < len(batch.rows):
                 batch.keep(keep)

@@ -123,10 +123,16 @@ class TaskSpec(Strict):
 
 
 # ----------------------------------------------------------------------------- augmentation
+StopString = Annotated[str, Field(min_length=1, max_length=64)]
+
+
 class Sampling(Strict):
     temperature: float = Field(0.7, ge=0.0, le=5.0)
     top_p: float = Field(0.9, gt=0.0, le=1.0)
     max_new_tokens: int = Field(256, ge=1, le=TOKENS_MAX)
+    stop: list[StopString] | None = added_field(
+        None, max_length=4, description="stop strings (at most 4, as OpenAI's API takes): the reply ends before the first "
+        "one (finish reason `stop`, not cut off); for completion-style base models, e.g. ['\\n\\n', 'Question:']")
 
 
 class Greedy(Sampling):

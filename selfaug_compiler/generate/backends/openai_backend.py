@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 from selfaug_compiler.generate.backends.base import BackendError, BackendGeneration, batches_in_order, register
-from selfaug_compiler.generate.engine import Generation, OnBatch, Prompt, SamplingParams
+from selfaug_compiler.generate.engine import Generation, OnBatch, Prompt, SamplingParams, cut_at_stop
 
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
 
@@ -86,6 +86,8 @@ class OpenAIBackend:
     def _one(self, prompt: Prompt, params: SamplingParams, seed: int, chat: bool | None) -> BackendGeneration:
         body: dict[str, Any] = {"model": self.model, "max_tokens": params.max_new_tokens,
                                 "temperature": params.temperature, "top_p": params.top_p, "seed": seed}
+        if params.stop:
+            body["stop"] = list(params.stop)
         if self.mode == "chat":
             messages = prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
             reply = self._post("/chat/completions", {**body, "messages": messages})
@@ -99,7 +101,12 @@ class OpenAIBackend:
             elif isinstance(prompt, list):
                 raise BackendError("openai backend in completions mode got a chat prompt; set mode: chat")
             reply = self._post("/completions", {**body, "prompt": prompt})
-        return self._parse(reply)
+        gen = self._parse(reply)
+        if params.stop:  # a server that ignores `stop` (some do) still gives the reply up to it
+            text, hit = cut_at_stop(gen.text, params.stop)
+            if hit:
+                gen.text, gen.finish_reason = text.strip(), "stop"
+        return gen
 
     def _parse(self, reply: Any) -> BackendGeneration:
         try:

@@ -40,7 +40,7 @@ class VLLMBackend:
         results: list[Generation] = []
         for batch in batches_in_order(len(prompts), batch_size):
             sps = [VSP(temperature=params.temperature, top_p=params.top_p, max_tokens=params.max_new_tokens,
-                       seed=seeds[i]) for i in batch]
+                       seed=seeds[i], stop=list(params.stop) or None) for i in batch]
             if chat is None and self.prompt_format == "completion":  # models/completion.py
                 from selfaug_compiler.models.completion import completion_prompt
 
