@@ -108,7 +108,7 @@ def test_sdft_rows_are_rewrite_or_gold(workspace, tmp_path):
     assert all(r["source"] == "gold" and "sdft_rejected" in json.loads(r["meta"]) for r in rows)
 
 
-def test_sa_sft_multi_turn_dialogues_and_ratio(workspace, tmp_path):
+def test_sa_sft_multi_turn_dialogues_and_ratio(workspace, tmp_path, capsys):
     store = tmp_path / "store.duckdb"
     aug = SaSftParams(n_dialogues=4, ratio=0.5, turns=2, topics=["tea", "chess"], max_repetition=1.0,
                       sampling=Sampling(max_new_tokens=6))
@@ -125,6 +125,12 @@ def test_sa_sft_multi_turn_dialogues_and_ratio(workspace, tmp_path):
     by_source = {s: sum(r["source"] == s for r in rows) for s in ("gold", "self_dialogue")}
     usable = sum(1 for d in dialogues if not json.loads(d["meta"])["excluded"])
     assert by_source == {"gold": len(QUESTIONS), "self_dialogue": min(usable, round(0.5 * len(QUESTIONS)))}
+    # the tiny model's turns run to 6 tokens: dialogues are refused as cut off, and the mix says it
+    # came up short of the ratio and how to make up for it
+    wanted = round(0.5 * len(QUESTIONS))
+    assert usable < wanted, usable
+    assert (f"only {by_source['self_dialogue']} of the {wanted} self-dialogues augment.ratio asks for were usable "
+            f"(raise augment.n_dialogues above {wanted}") in capsys.readouterr().out
 
 
 def test_replay_mixes_file_rows_at_ratio(workspace, tmp_path):

@@ -207,5 +207,8 @@ def execute_mix(ctx: StepContext) -> StepResult:
     shares = ", ".join(f"{src} {n} ({100 * n / total:.1f}%)" for src, n in sorted(stats["by_source"].items()))
     refused = ", ".join(f"{role.split('.')[-1]} {n}" for role, n in sorted(stats["refused_truncated"].items()))
     note = f"; refused as cut off at max_new_tokens: {refused}" if refused else ""
+    if stats.get("dialogues_wanted", 0) > stats.get("self_dialogue", 0):
+        note += (f"; only {stats['self_dialogue']} of the {stats['dialogues_wanted']} self-dialogues augment.ratio asks "
+                 f"for were usable (raise augment.n_dialogues above {stats['dialogues_wanted']} to make up for refused ones)")
     print(f"selfaug: {ctx.step.name}: {len(rows)} training rows: {shares}{note}", flush=True)
     return C.commit_rows(ctx, rows, from_stage=False, metrics=stats, message=f"mix {method}")
