@@ -143,7 +143,7 @@ def generate_staged(ctx: StepContext, loaded: Any, items: list[WorkItem], sampli
     from selfaug_compiler.generate.engine import SamplingParams
 
     todo, already = pending(ctx, items)
-    params = SamplingParams(**{k: sampling[k] for k in ("temperature", "top_p", "max_new_tokens", "stop") if k in sampling})
+    params = SamplingParams(**sampling)  # ``sampling``: the step's settings, as ``augment.steps._sampling`` picks them
     stats = {"resumed_rows": already, "generated_rows": 0, "generated_tokens": 0}
     total = len(todo) + already
     started = time.perf_counter()

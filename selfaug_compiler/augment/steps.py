@@ -24,8 +24,11 @@ def _template(ctx: StepContext) -> tuple[str, str | None]:
 
 
 def _sampling(params: dict[str, Any]) -> dict[str, Any]:
+    """The step's sampling settings that ``SamplingParams`` takes (the rows' ``sampling`` provenance)."""
+    from selfaug_compiler.generate.engine import SAMPLING_KEYS
+
     sampling = params.get("sampling") or (params.get("augment") or {}).get("sampling") or {}
-    return {k: sampling[k] for k in ("temperature", "top_p", "max_new_tokens", "stop") if sampling.get(k) is not None}
+    return {k: sampling[k] for k in SAMPLING_KEYS if sampling.get(k) is not None}
 
 
 def _batch_size(ctx: StepContext) -> int:

@@ -15,7 +15,7 @@ input indices, so a caller can commit each batch (per-batch staging, resume afte
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any, Callable, Literal
 
 END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "</s>")
@@ -42,6 +42,9 @@ class SamplingParams:
         else:
             out.pop("stop")  # rows without stop strings keep the provenance they had before the field
         return out
+
+
+SAMPLING_KEYS = tuple(f.name for f in fields(SamplingParams))  # what a step's `sampling` params may set
 
 
 def cut_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:
