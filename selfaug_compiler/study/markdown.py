@@ -1,20 +1,34 @@
 """The generated section of a study's results file (Markdown), and writing it in place.
 
-The section sits between two marker comments; text outside them (the authors' reading of the
-results) is kept when a study regenerates its results.
+Each study's section sits between two marker comments that name the study, so several studies
+can publish into one file (docs/results.md holds the lab and the frontier lab); text outside
+them (the authors' reading of the results) is kept when a study regenerates its results.
 """
 
 from __future__ import annotations
 
 import platform
+import re
 from pathlib import Path
 from typing import Any
 
 from selfaug_compiler.report.table import NOISE_COLUMN, fmt, noise_cell
 from selfaug_compiler.study.results import ArmResult, Cell
 
-BEGIN = "<!-- selfaug study: generated section begins; `make lab` rewrites it -->"
-END = "<!-- selfaug study: generated section ends -->"
+
+
+def markers(study_name: str, rewritten_by: str = "`selfaug study run`") -> tuple[str, str]:
+    """(begin, end) comment lines around ``study_name``'s generated section. A section is found
+    by the begin line's prefix up to the colon, so the hint after it may change."""
+    return (f"<!-- selfaug study {study_name}: generated section begins; {rewritten_by} rewrites it -->",
+            f"<!-- selfaug study {study_name}: generated section ends -->")
+
+
+def figures_folder(results_path: Path, study_name: str) -> Path:
+    """Where a study's plots go: ``<results stem>_files/<study>/`` beside the results file, so
+    studies publishing into the same file do not overwrite each other's figures."""
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", study_name).strip(".-") or "study"
+    return results_path.parent / (results_path.stem + "_files") / slug
 
 
 def _stars(p: float | None) -> str:
@@ -113,18 +127,23 @@ def machine_lines() -> list[str]:
     return lines
 
 
-def replace_section(path: Path, section: str, title: str) -> None:
-    """Write ``section`` between the markers of ``path`` (created with a title when absent)."""
+def replace_section(path: Path, section: str, title: str, study_name: str,
+                    rewritten_by: str = "`selfaug study run`") -> None:
+    """Write ``section`` between ``study_name``'s markers in ``path``: in place of its previous
+    section, else appended; the file is created with ``title`` when absent. Other studies'
+    sections and all text outside them are kept."""
     from selfaug_compiler.files import write_atomic
 
-    block = f"{BEGIN}\n{section.strip()}\n{END}"
-    if path.is_file():
-        text = path.read_text(encoding="utf-8")
-        if BEGIN in text and END in text:
-            head, rest = text.split(BEGIN, 1)
-            _, tail = rest.split(END, 1)
-            write_atomic(path, head + block + tail)
-            return
-        write_atomic(path, text.rstrip() + "\n\n" + block + "\n")
+    begin, end = markers(study_name, rewritten_by)
+    block = f"{begin}\n{section.strip()}\n{end}"
+    if not path.is_file():
+        write_atomic(path, f"# {title}\n\n{block}\n")
         return
-    write_atomic(path, f"# {title}\n\n{block}\n")
+    text = path.read_text(encoding="utf-8")
+    prefix = begin.split(":", 1)[0] + ": generated section begins"
+    start = text.find(prefix)
+    stop = text.find(end, start) if start >= 0 else -1
+    if start >= 0 and stop >= 0:
+        write_atomic(path, text[:start] + block + text[stop + len(end):])
+    else:
+        write_atomic(path, text.rstrip() + "\n\n" + block + "\n")

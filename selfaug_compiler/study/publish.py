@@ -32,7 +32,7 @@ def results_section(study: Study, runs: list[StudyRun], results_path: Path, stud
     continual = [r for r in runs if _is_continual(reports[r.key.label][0])]
     arms = arm_results(single, spec.reference) if single else []
     benches = benchmark_order([reports[r.key.label][0] for r in single])
-    figures = results_path.parent / (results_path.stem + "_files")
+    figures = md.figures_folder(results_path, spec.name)
     out: list[str] = []
 
     out.append("## Methods on the same task and budget\n")
@@ -52,11 +52,13 @@ def results_section(study: Study, runs: list[StudyRun], results_path: Path, stud
 
     comparison = first_seed_comparison(study, single)
     if comparison is not None:
-        page = write_atomic(figures / "compare.html", render_compare_html(comparison, figures / "compare.html"))
         out.append(f"\n### `selfaug compare`, seed {min(r.key.seed for r in single)}\n")
         out.append("after (Δ vs before, ▼▲ significant vs before); *±k* = differs significantly from "
-                   f"`{spec.reference}` (the reference) by k points on the same items. The same table with links "
-                   f"to each run's report: [compare.html]({_rel(page, results_path.parent)}).\n")
+                   f"`{spec.reference}` (the reference) by k points on the same items.")
+        if all(_linkable(r.report_json, results_path) for r in single):
+            page = write_atomic(figures / "compare.html", render_compare_html(comparison, figures / "compare.html"))
+            out.append(f"The same table with links to each run's report: [compare.html]({_rel(page, results_path.parent)}).")
+        out.append("")
         out.append(compare_markdown(comparison))
 
     noise = next((noise_rows(r.report()) for r in runs if noise_rows(r.report())), [])
@@ -97,6 +99,30 @@ def first_seed_comparison(study: Study, runs: list[StudyRun]) -> dict[str, Any] 
                            reference_by="the study's `reference`", files=[r.report_json for r in chosen])
 
 
+def _repository_of(path: Path) -> Path | None:
+    """The nearest folder at or above ``path`` with a pyproject.toml or .git, if any."""
+    for folder in [path, *path.parents]:
+        if (folder / "pyproject.toml").is_file() or (folder / ".git").exists():
+            return folder
+    return None
+
+
+def _linkable(report: Path, results_path: Path) -> bool:
+    """Whether a results file may link to a run's report: yes when the results file is in no
+    repository, or the report is in the same one. A results file in a repository (docs/results.md)
+    is read elsewhere, where a link to a store outside the repository would be dead."""
+    repo = _repository_of(results_path.resolve().parent)
+    return repo is None or report.resolve().is_relative_to(repo)
+
+
+def rewrite_hint(study: Study) -> str:
+    """The command named in the section's begin marker: the Makefile target when there is one."""
+    root = project_root(study)
+    study_file = _rel(study.path, root)
+    target = make_target(root, study_file)
+    return f"`make {target}`" if target else f"`selfaug study run {study_file}`"
+
+
 def _is_continual(report: dict[str, Any]) -> bool:
     return len((report.get("meta") or {}).get("stages") or []) > 1
 
@@ -105,10 +131,7 @@ def project_root(study: Study) -> Path:
     """The repository the study belongs to: the nearest folder above the study file with a
     pyproject.toml or .git (else the study folder's parent). Commands in results files are
     written relative to it, the folder `make` and the README's commands run from."""
-    for folder in [study.folder, *study.folder.parents]:
-        if (folder / "pyproject.toml").is_file() or (folder / ".git").exists():
-            return folder
-    return study.folder.parent
+    return _repository_of(study.folder) or study.folder.parent
 
 
 def _arm_notes(study: Study) -> str:
@@ -120,10 +143,15 @@ def _arm_notes(study: Study) -> str:
 
 
 def _run_links(runs: list[StudyRun], results_path: Path) -> str:
-    """Every run's own report.html (local files, written by the runs' report steps)."""
+    """Every run's own report.html and report.json (written by the runs' report steps), linked
+    where `_linkable`; else named by its folder beside the store."""
     lines = ["\n## Each run's report\n", "| run | report.html | report.json |", "|---|---|---|"]
     for run in runs:
         page = run.report_json.with_name("report.html")
+        if not _linkable(run.report_json, results_path):
+            where = f"`{run.report_json.parent.name}/` beside the store, outside this repository"
+            lines.append(f"| {run.key} | {where} | {where} |")
+            continue
         html_link = f"[report.html]({_rel(page, results_path.parent)})" if page.is_file() else "–"
         lines.append(f"| {run.key} | {html_link} | [report.json]({_rel(run.report_json, results_path.parent)}) |")
     return "\n".join(lines)
