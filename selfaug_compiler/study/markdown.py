@@ -140,7 +140,7 @@ def replace_section(path: Path, section: str, title: str, study_name: str,
         write_atomic(path, f"# {title}\n\n{block}\n")
         return
     text = path.read_text(encoding="utf-8")
-    prefix = begin.split(":", 1)[0] + ": generated section begins"
+    prefix = f"<!-- selfaug study {study_name}: generated section begins"  # the hint after it may differ
     start = text.find(prefix)
     stop = text.find(end, start) if start >= 0 else -1
     if start >= 0 and stop >= 0:
