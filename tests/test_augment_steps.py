@@ -141,3 +141,32 @@ def test_replay_mixes_file_rows_at_ratio(workspace, tmp_path):
     replay = [r for r in rows if r["source"] == "replay"]
     assert len(replay) == 9 and all(r["key"].startswith("replay:") for r in replay)
     assert sum(r["source"] == "gold" for r in rows) == len(QUESTIONS)
+
+
+def test_continual_sa_sft_stages_share_one_dialogue_generation(workspace, tmp_path):
+    """With n_dialogues set, the task's rows play no part in the dialogues: every stage of a
+    continual recipe reads the same generation (one step id, run once), and each stage's mix
+    still adds them to its own task."""
+    from selfaug_compiler.recipe.schema import StageSpec
+
+    aug = SaSftParams(n_dialogues=3, ratio=0.5, topics=["tea", "chess"], max_repetition=1.0,
+                      sampling=Sampling(max_new_tokens=6))
+    task = recipe_for(workspace, aug, "x").task
+    other = task.model_copy(update={"name": "toy2"})
+    recipe = recipe_for(workspace, aug, "cont").model_copy(update={"task": None, "stages": [
+        StageSpec(task=task), StageSpec(task=other)]})
+    plan = PlanBuilder(recipe, workspace).build()
+    first, second = plan.step("generate.self_dialogue.s0"), plan.step("generate.self_dialogue.s1")
+    assert first.id == second.id and first.inputs == second.inputs == []
+    runner = Runner(plan, store_path=tmp_path / "store.duckdb", recipe_dir=workspace, echo=lambda s: None)
+    summary = runner.run(select_steps(plan, until=["mix.s0", "mix.s1"]))
+    status = {o.step.name: o.status for o in summary.outcomes}
+    assert status["generate.self_dialogue.s0"] == "done" and status["generate.self_dialogue.s1"] == "cached"
+    with open_store(tmp_path / "store.duckdb") as store:
+        for mix in ("mix.s0", "mix.s1"):
+            rows = store.read(summary.result_of(mix).datasets["dataset"]).to_pylist()
+            assert sum(r["source"] == "gold" for r in rows) == len(QUESTIONS)
+    # without n_dialogues the count follows the task (ratio x rows): the task stays an input
+    sized = recipe.model_copy(update={"augment": aug.model_copy(update={"n_dialogues": None})})
+    sized_plan = PlanBuilder(sized, workspace).build()
+    assert sized_plan.step("generate.self_dialogue.s1").inputs == ["ingest.toy2.s1"]

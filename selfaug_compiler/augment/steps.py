@@ -104,11 +104,11 @@ def _generate_dialogues(ctx: StepContext) -> dict[str, Any]:
 
     params = ctx.step.params
     aug = params.get("augment") or {}
-    task_rows = C.read_rows(ctx, C.input_refs(ctx)["task"])
+    n_task_rows = 0 if aug.get("n_dialogues") else len(C.read_rows(ctx, C.input_refs(ctx)["task"]))
     topics = sa_sft.load_topics(aug.get("topics"), ctx.recipe_dir)
     seed = int(params.get("seed", 0))
     plan = sa_sft.dialogue_plan(sa_sft.dialogue_count(aug.get("n_dialogues"), float(aug.get("ratio", 0.5)),
-                                                      len(task_rows)), topics, seed)
+                                                      n_task_rows), topics, seed)
     done = set(ctx.store.staged(ctx.step.id)["key"].to_pylist())
     todo = [p for p in plan if p[0] not in done]
     stats: dict[str, Any] = {"resumed_rows": len(plan) - len(todo), "generated_rows": 0}

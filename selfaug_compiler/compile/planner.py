@@ -88,8 +88,14 @@ class PlanBuilder:
         aug, task = stage.augment, stage.task
         assert aug is not None
         if aug.method == "sa_sft":
-            gen = self.generate("self_dialogue", sfx, [ingest.name],
-                                {"augment": content_view(aug), **self.template(aug.template)}, aug.seed)
+            # The task's rows only size the batch of dialogues (ratio x rows). With n_dialogues set
+            # they play no part, so neither the task nor the ratio enters the id: the stages of a
+            # continual recipe share one generation instead of making the same dialogues again.
+            view = content_view(aug)
+            if aug.n_dialogues:
+                view.pop("ratio", None)
+            gen = self.generate("self_dialogue", sfx, [] if aug.n_dialogues else [ingest.name],
+                                {"augment": view, **self.template(aug.template)}, aug.seed)
             return [gen.name]
         if aug.method == "s3ft":
             judge = {"judge": content_view(aug.judge), "answer_type": task.answer_type,
