@@ -277,3 +277,45 @@ def test_stop_strings_end_a_base_models_rewrites(tmp_path, tiny, capsys):
     for r in hit:
         full = old[r["key"]]["response"]
         assert r["response"] == full[:full.index(stop)].strip() and json.loads(r["meta"])["finish_reason"] == "stop"
+
+
+def test_eval_stop_ends_a_base_models_benchmark_replies(tmp_path, tiny, capsys):
+    """``eval.stop`` on a completion-style model: validate warns without it; with a string taken
+    from the held-out reply of the run without it, the reply ends just before it (finish reason
+    ``stop``) and is scored on that; the generation eval's id changes, a multiple-choice eval's
+    does not, and the results are cached apart (a new evaluation, not the old one)."""
+    from selfaug_compiler.cli import main
+    from selfaug_compiler.compile.planner import plan_checked_recipe
+    from selfaug_compiler.store import open_store
+
+    def heldout_rows(recipe: Path) -> list[dict]:
+        step = plan_checked_recipe(recipe, [])[0].step("eval.before.heldout")
+        assert main(["run", str(recipe), "--store", str(recipe.parent / "s.duckdb"),
+                     "--until", "eval.before.heldout"]) == 0, capsys.readouterr()
+        with open_store(recipe.parent / "s.duckdb", read_only=True) as store:
+            metrics = store.step_result(step.id)["metrics"]
+            return store.get_eval(metrics["model_key"], metrics["fingerprint"])[1].to_pylist()
+
+    def project(folder: str, eval_extra: str) -> Path:
+        (tmp_path / folder).mkdir()
+        recipe = _project(tmp_path / folder, tiny, ", prompt_format: completion")
+        recipe.write_text(recipe.read_text().replace("max_new_tokens: 8}\n", f"max_new_tokens: 8{eval_extra}}}\n")
+                          .replace("retention: []", "retention: [arc_easy]"))
+        return recipe
+
+    plain = project("a", "")
+    assert main(["validate", str(plain)]) == 0
+    assert "warning: eval.stop" in "".join(capsys.readouterr())
+    plain_plan, _ = plan_checked_recipe(plain, [])
+    stop_plan, _ = plan_checked_recipe(project("b", ", stop: ['zz']"), [])
+    assert stop_plan.step("eval.before.heldout").id != plain_plan.step("eval.before.heldout").id
+    assert stop_plan.step("eval.before.heldout").params["stop"] == ["zz"]
+    assert stop_plan.step("eval.before.arc_easy").id == plain_plan.step("eval.before.arc_easy").id
+    assert "stop" not in stop_plan.step("eval.before.arc_easy").params
+    [full] = heldout_rows(plain)
+    text = full["output"]
+    stop = text[len(text) // 2:len(text) // 2 + 3]
+    assert len(stop) == 3 and full["finish_reason"] == "length", full
+    [cut] = heldout_rows(project("c", ", stop: [" + json.dumps(stop) + "]"))
+    assert cut["finish_reason"] == "stop" and stop not in cut["output"]
+    assert text.startswith(cut["output"].strip()) and len(cut["output"].strip()) < len(text.strip())

@@ -69,7 +69,7 @@ FLIPS: dict[str, Any] = {
     "train.lora.target_modules": ["q_proj", "k_proj"], "train.freeze.layers": "0-3",
     "eval.retention": ["piqa"], "eval.in_domain": [],
     "eval.custom": [{"name": "mine", "path": "bench.jsonl"}],
-    "eval.limit": None, "eval.lm_eval.include_path": ["tasks"],
+    "eval.limit": None, "eval.lm_eval.include_path": ["tasks"], "eval.stop": ["\n\n"],
     "eval.lm_eval.tasks": {"lm_eval:arc_easy": {"num_fewshot": 5}},
     "eval.packaged": {"arc_easy": {"num_fewshot": 1}},
     "execution.torch_threads": 3, "execution.slurm.partition": "gpu", "execution.slurm.time": "01:00:00",

@@ -18,7 +18,7 @@ from selfaug_compiler.compile.launch_files import launch_settings
 from selfaug_compiler.compile.plan_diagnose import add_diagnose
 from selfaug_compiler.compile.plan_interpolate import add_interpolation, interpolate_report_param
 from selfaug_compiler.compile.templates import resolve_template, template_hash
-from selfaug_compiler.evaluate.catalog import is_lm_eval
+from selfaug_compiler.evaluate.catalog import generates_replies, is_lm_eval
 from selfaug_compiler.models.chat_templates import chat_template_param
 from selfaug_compiler.names import NAME_MAX
 from selfaug_compiler.plan import Plan, Step, canonical_json, sha256_hex
@@ -152,6 +152,8 @@ class PlanBuilder:
                                   "max_new_tokens": spec.max_new_tokens}
         if is_lm_eval(bench):
             params["lm_eval"] = lm_eval_param(bench, spec.lm_eval, self.base_dir)
+        elif spec.stop and generates_replies(bench, {c.name: c.type for c in spec.custom}):
+            params["stop"] = list(spec.stop)  # added field: only recipes that set it get it (registry.with_stop)
         if bench in spec.packaged:  # few-shot / chat settings: only recipes that set them get the param
             params["prompt"] = content_view(spec.packaged[bench])
         for custom in spec.custom:

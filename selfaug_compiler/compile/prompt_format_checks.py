@@ -6,8 +6,8 @@ be ignored), an ``openai`` backend in ``chat`` mode (the server would apply a te
 (self-dialogues are conversations), multi-turn task data (``messages``/ShareGPT/conversational
 prompt-completion rows with more than one user turn), and benchmark settings that ask for the chat
 template (``eval.packaged.NAME.chat_template: true``, ``eval.lm_eval.tasks.NAME.apply_chat_template``).
-It warns where an S3FT/SDFT generation has no stop strings (``augment.*.stop``): a base model seldom
-ends with EOS. Chat style refuses an ``openai`` backend in ``completions`` mode (raw text to a chat model: the
+It warns where an S3FT/SDFT generation has no stop strings (``augment.*.stop``), or generated
+benchmarks have none (``eval.stop``): a base model seldom ends with EOS. Chat style refuses an ``openai`` backend in ``completions`` mode (raw text to a chat model: the
 silent fallback issue 11 was about). Standard library only.
 """
 
@@ -119,6 +119,16 @@ def _check_rows(checker: Any, task: Any, rows: list[dict[str, Any]], at: tuple[A
 
 
 def _check_benchmarks(checker: Any, spec: Any) -> None:
+    from selfaug_compiler.evaluate.catalog import generates_replies
+
+    custom = {c.name: c.type for c in spec.custom}
+    generated = [name for name in [*spec.in_domain, *spec.retention] if generates_replies(name, custom)]
+    if generated and not spec.stop:
+        checker.add(("eval", "stop"), "a completion-style base model runs on past its answer (the next \"Question:\", "
+                    f"more text) until max_new_tokens: {', '.join(generated)} would score those run-on replies, the "
+                    "base model's \"before\" included", severity="warning",
+                    expected="stop strings where a reply ends, e.g. ['\\n\\n', 'Question:']",
+                    hint="set eval.stop: [\"\\n\\n\"] (lm_eval tasks keep their own `until`)")
     for name, settings in spec.packaged.items():
         if settings.chat_template:
             checker.add(("eval", "packaged", name, "chat_template"), f"`{name}` asks for the chat template of a "

@@ -132,6 +132,17 @@ def is_lm_eval(name: str) -> bool:
     return name.startswith(LM_EVAL_PREFIX)
 
 
+def generates_replies(name: str, custom_types: dict[str, str]) -> bool:
+    """Whether the model generates its replies to a benchmark (``eval.stop`` applies): the held-out
+    task, style retention, packaged generation benchmarks and custom ones of type generation; not
+    multiple choice, not lm_eval tasks (their own ``until``). ``custom_types``: name -> type."""
+    if is_lm_eval(name):
+        return False
+    if name in custom_types:
+        return custom_types[name] == "generation"
+    return name in SPECIAL or (name in BENCHMARKS and BENCHMARKS[name].type == "generation")
+
+
 def distribution_version(dist: str) -> str:
     from importlib import metadata
 

@@ -133,7 +133,7 @@ def run_benchmark(loaded: Any, bench: Benchmark, *, batch_size: int = 16,
     from selfaug_compiler.evaluate.generation import score_generation
 
     items = score_generation(loaded, bench.items, answer_type=bench.answer_type or "text",
-                             max_new_tokens=int(bench.settings.get("max_new_tokens", 256)),
+                             max_new_tokens=int(bench.settings.get("max_new_tokens", 256)), stop=bench.settings.get("stop"),
                              batch_size=batch_size, progress=report, chat=False if bench.settings.get("chat") is False else None)  # raw, or the model's format
     return summarize(bench, items), items
 

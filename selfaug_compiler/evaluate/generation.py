@@ -74,10 +74,11 @@ def judge(answer_type: str, output: str, item: GenItem) -> dict[str, Any]:
 
 def score_generation(loaded: Any, items: list[GenItem], *, answer_type: str, max_new_tokens: int,
                      batch_size: int = 16, progress: Callable[[int, int], None] | None = None,
-                     chat: bool | None = None) -> list[dict[str, Any]]:
+                     chat: bool | None = None, stop: list[str] | None = None) -> list[dict[str, Any]]:
     """Per-item results: acc (pass@1 / match), the raw output, the extracted prediction.
-    ``chat``: prompts through the chat template; an item's ``extra["until"]`` cuts its output at
-    the first stop string before judging (lm_eval's ``until``)."""
+    ``chat``: prompts through the chat template; ``stop`` (``eval.stop``) ends every reply before
+    the first stop string, in the backend; an item's ``extra["until"]`` cuts its output at the
+    first of its stop strings before judging (lm_eval's ``until``)."""
     from selfaug_compiler.evaluate.eval_backend import greedy_seeds
     from selfaug_compiler.evaluate.prompting import cut_at
     from selfaug_compiler.generate.backends.steps import backend_of
@@ -94,7 +95,8 @@ def score_generation(loaded: Any, items: list[GenItem], *, answer_type: str, max
 
     if progress is not None:
         progress(0, len(items))
-    gens = backend.generate([item.prompt for item in items], SamplingParams(temperature=0.0, max_new_tokens=max_new_tokens),
+    sp = SamplingParams(temperature=0.0, max_new_tokens=max_new_tokens, stop=list(stop) if stop else None)
+    gens = backend.generate([item.prompt for item in items], sp,
                             seeds=greedy_seeds(backend, len(items)), batch_size=batch_size, chat=chat,
                             on_batch=on_batch, progress=False)
     out = []

@@ -119,6 +119,15 @@ def subset(bench: Benchmark, limit: int | None, seed: int, max_new_tokens: int =
     return Benchmark(bench.name, bench.type, bench.answer_type, items, bench.source, settings, len(bench.items))
 
 
+def with_stop(bench: Benchmark, stop: list[str] | None) -> Benchmark:
+    """A generation benchmark whose replies end before the first of ``stop`` (``eval.stop``). The
+    strings go into the settings, so results with and without them are cached apart; multiple
+    choice scores fixed continuations and is returned unchanged."""
+    if not stop or bench.type != "generation":
+        return bench
+    return dataclasses.replace(bench, settings={**bench.settings, "stop": list(stop)})
+
+
 def replicate(bench: Benchmark, spec: dict[str, Any] | None) -> Benchmark:
     """The same items in reversed order, scored in batches of ``spec["batch_size"]``: a second
     evaluation of one model whose disagreement with the first is numerical noise only (padding

@@ -10,6 +10,7 @@ params (content; enter the step id):
     prompt:          a packaged benchmark's {"num_fewshot", "fewshot_seed", "chat_template"}
                      (eval.packaged; absent unless the recipe sets it; evaluate/prompting.py)
     max_new_tokens:  generation benchmarks
+    stop:            ``eval.stop`` (absent unless set): generated replies end before the first one
     model:           {"ref", "revision", "dtype", "chat_template", "trust_remote_code"}: the base
                      model, used when no input step provides a model artifact
     backend:         ``eval.backend``'s content (kind, served_model, mode) when not transformers:
@@ -34,7 +35,7 @@ from selfaug_compiler.evaluate.catalog import is_lm_eval
 from selfaug_compiler.evaluate.core import EvalOutcome, LazyModel, evaluate_cached, run_benchmark, summarize
 from selfaug_compiler.evaluate.eval_backend import refuse_checkpoint, step_backend_spec, with_backend
 from selfaug_compiler.evaluate.items import GenItem
-from selfaug_compiler.evaluate.registry import Benchmark, load_benchmark, replicate, subset
+from selfaug_compiler.evaluate.registry import Benchmark, load_benchmark, replicate, subset, with_stop
 from selfaug_compiler.models.completion import prompt_format
 from selfaug_compiler.runtime import StepContext, StepResult
 
@@ -102,6 +103,11 @@ def heldout_benchmark(ctx: StepContext) -> Benchmark:
 
 
 def step_benchmark(ctx: StepContext) -> Benchmark:
+    """The step's benchmark, with ``eval.stop`` applied to generated replies."""
+    return with_stop(_benchmark(ctx), ctx.step.params.get("stop"))
+
+
+def _benchmark(ctx: StepContext) -> Benchmark:
     params = ctx.step.params
     name = params["benchmark"]
     common = {"limit": params.get("limit"), "seed": int(params.get("seed", 0)),

@@ -6,7 +6,7 @@ base model is ``params["model"]["spec"]``.
 
 Two caches, both the store's eval cache (``put_eval``/``get_eval``):
 
-- *answers*: (model key, answers fingerprint = prompts + ``max_new_tokens`` + greedy + chat),
+- *answers*: (model key, answers fingerprint = prompts + ``max_new_tokens`` + greedy + chat [+ ``eval.stop``]),
   benchmark name ``style_retention.answers``. Nothing task-specific: the base model's answers
   are generated once and shared by the before-eval, every after-eval and every recipe.
 - *scores*: (model key, benchmark fingerprint = prompts + generation settings + marker rule +
@@ -78,7 +78,8 @@ def generate_answers(loaded: Any, bench: Benchmark, *, batch_size: int = 16,
     if progress is not None:
         progress(0, len(bench.items))
     gens = backend.generate([item.prompt for item in bench.items],
-                            SamplingParams(temperature=0.0, max_new_tokens=int(bench.settings["max_new_tokens"])),
+                            SamplingParams(temperature=0.0, max_new_tokens=int(bench.settings["max_new_tokens"]),
+                                           stop=bench.settings.get("stop")),
                             seeds=greedy_seeds(backend, len(bench.items)), batch_size=max(1, batch_size),
                             on_batch=on_batch, progress=False)
     rows = [{"id": item.id, "prompt": item.prompt, "output": g.text, "new_tokens": g.new_tokens,
@@ -150,7 +151,7 @@ def score_items(bench: Benchmark, answers: dict[str, dict[str, Any]], base: dict
 
 
 def execute(ctx: StepContext) -> StepResult:
-    from selfaug_compiler.evaluate.registry import replicate
+    from selfaug_compiler.evaluate.registry import replicate, with_stop
     from selfaug_compiler.evaluate.step import _model, eval_batch_size
 
     params = ctx.step.params
@@ -161,11 +162,12 @@ def execute(ctx: StepContext) -> StepResult:
     items, total = prompt_items(params.get("limit"), int(params.get("seed", 0)))
     refs = task_datasets(ctx)
     model, base = _model(ctx), _model(dataclasses.replace(ctx, inputs={}))
-    answers_bench = with_backend(answers_benchmark(items, total, max_new_tokens), params.get("backend"))
+    stop = params.get("stop")  # eval.stop: in both fingerprints, so answers and scores with it are cached apart
+    answers_bench = with_stop(with_backend(answers_benchmark(items, total, max_new_tokens), params.get("backend")), stop)
     base_answers = answers_of(base, answers_bench, ctx, batch_size, phase="base answers")
     markers = task_markers(ctx, refs, [base_answers[i.id]["output"] for i in items])
-    bench = replicate(with_backend(style_benchmark(items, total, max_new_tokens, markers, base.key()),
-                                   params.get("backend")), rep)
+    bench = replicate(with_stop(with_backend(style_benchmark(items, total, max_new_tokens, markers, base.key()),
+                                             params.get("backend")), stop), rep)
     hit = ctx.store.get_eval(model.key(), bench.fingerprint)
     if hit is not None:
         metrics, cached = hit[0], True

@@ -311,6 +311,10 @@ class EvalSpec(Strict):
     custom: list[CustomBenchmark] = []
     limit: int | None = Field(200, ge=1, le=ROWS_MAX, description="items per benchmark, a fixed subset chosen by seed")
     max_new_tokens: int = Field(256, ge=1, le=TOKENS_MAX)
+    stop: list[StopString] | None = added_field(
+        None, max_length=4, description="stop strings for every generated benchmark reply (held-out task, QA, style "
+        "retention; not lm_eval tasks, which keep their own `until`): the reply ends before the first one. For "
+        "completion-style base models, which run on past their answer, e.g. ['\\n\\n', 'Question:']")
     seed: Seed = 0
     noise_floor: bool = Field(False, description="score the base model a second time (reversed order, noise_batch_size): "
                               "the share of items that flip between the two is the noise floor a drop must exceed")
