@@ -274,7 +274,8 @@ def test_results_in_a_repository_do_not_link_to_reports_outside_it(tmp_path):
     (repo / "docs").mkdir(parents=True)
     (repo / "pyproject.toml").write_text("[project]\nname = 'x'\n")
     text = results_section(study, runs, repo / "docs" / "results.md", None)
-    assert "| sft/seed0 | `sft-0/` beside the store, outside this repository |" in text
+    assert "| sft/seed0 | `sft-0/report.html` | `sft-0/report.json` |" in text
+    assert "artifacts folder beside the store, outside this repository" in text
     assert "](" not in text.split("## Each run's report", 1)[1].split("## Reproduce", 1)[0]
     assert "compare.html" not in text and not list(repo.rglob("compare.html"))
     assert (repo / "docs" / "results_files" / "forgetting-demo" / "deltas.png").is_file()

@@ -144,13 +144,16 @@ def _arm_notes(study: Study) -> str:
 
 def _run_links(runs: list[StudyRun], results_path: Path) -> str:
     """Every run's own report.html and report.json (written by the runs' report steps), linked
-    where `_linkable`; else named by its folder beside the store."""
-    lines = ["\n## Each run's report\n", "| run | report.html | report.json |", "|---|---|---|"]
+    where `_linkable`; else named by their path in the artifacts folder beside the store."""
+    lines = ["\n## Each run's report\n"]
+    if not all(_linkable(run.report_json, results_path) for run in runs):
+        lines.append("Reports not linked lie in the artifacts folder beside the store, outside this repository.\n")
+    lines += ["| run | report.html | report.json |", "|---|---|---|"]
     for run in runs:
         page = run.report_json.with_name("report.html")
         if not _linkable(run.report_json, results_path):
-            where = f"`{run.report_json.parent.name}/` beside the store, outside this repository"
-            lines.append(f"| {run.key} | {where} | {where} |")
+            folder = run.report_json.parent.name
+            lines.append(f"| {run.key} | `{folder}/{page.name}` | `{folder}/{run.report_json.name}` |")
             continue
         html_link = f"[report.html]({_rel(page, results_path.parent)})" if page.is_file() else "–"
         lines.append(f"| {run.key} | {html_link} | [report.json]({_rel(run.report_json, results_path.parent)}) |")
