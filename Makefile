@@ -44,7 +44,7 @@ lab: setup
 
 # The learning-vs-forgetting frontier (docs/results.md, its own section): SFT with a weight
 # interpolation sweep, DFT, KL-anchored SFT and S3FT x 2 seeds, with the KL-to-base diagnostic
-# and the QA correctness benchmarks; resumable; about 3.5 h on 2 CPU cores without bf16.
+# and the QA correctness benchmarks; resumable; about 4 h of step time on 2 CPU cores without bf16.
 lab-frontier: setup
 	$(SELFAUG) study run studies/lab_frontier.yaml
 
