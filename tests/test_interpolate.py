@@ -119,7 +119,8 @@ def test_pick_maximizes_in_domain_within_the_tolerance() -> None:
     assert section["picked"] == 0.5
     assert section["alphas"][1]["in_domain_gain"] == pytest.approx(20.0)
     assert section["alphas"][1]["retention_worst_delta"] == pytest.approx(-1.5)
-    assert "alpha 0.5" in section["why"]
+    assert section["alphas"][1]["retention_worst_benchmark"] == "style_retention"
+    assert "alpha 0.5" in section["why"] and "(worst -1.5 style_retention)" in section["why"]
     assert any(line.endswith("*") and "alpha 0.5" in line for line in interpolation_lines(section))
 
 
@@ -128,6 +129,7 @@ def test_no_alpha_qualifies_says_so() -> None:
                                     max_drop=1.0)
     assert section["picked"] is None
     assert "no alpha keeps every retention benchmark within 1 pts" in section["why"]
+    assert "a=0.5: -10.0 arc_easy, a=1: -20.0 style_retention" in section["why"]  # which benchmark kept each out
 
 
 def test_adapter_on_an_earlier_stage_interpolates_from_the_recipe_base(tmp_path: Path) -> None:

@@ -35,10 +35,13 @@ def interpolation_section(rows: list[dict[str, Any]], alpha_scores: dict[float, 
             benches[name] = {"score": score, "delta": delta, "category": category[name]}
         retention = [b["delta"] for b in benches.values() if b["category"] == "retention"]
         in_domain = _mean([b["delta"] for b in benches.values() if b["category"] == "in_domain"])
-        worst = min((d for d in retention if d is not None), default=None)
+        measured = [(b["delta"], name) for name, b in benches.items()
+                    if b["category"] == "retention" and b["delta"] is not None]
+        worst, worst_name = min(measured) if measured else (None, None)  # ties: the first name in order
         qualifies = all(d is not None and d >= -max_drop for d in retention)
         per_alpha.append({"alpha": alpha, "in_domain_gain": in_domain, "retention_mean_delta": _mean(retention),
-                          "retention_worst_delta": worst, "qualifies": qualifies, "benchmarks": benches})
+                          "retention_worst_delta": worst, "retention_worst_benchmark": worst_name,
+                          "qualifies": qualifies, "benchmarks": benches})
     picked, why = pick(per_alpha, max_drop)
     return {"rule": {"max_retention_drop_pts": max_drop}, "alphas": per_alpha, "picked": picked, "why": why}
 
@@ -46,7 +49,7 @@ def interpolation_section(rows: list[dict[str, Any]], alpha_scores: dict[float, 
 def pick(per_alpha: list[dict[str, Any]], max_drop: float) -> tuple[float | None, str]:
     ok = [a for a in per_alpha if a["qualifies"]]
     if not ok:
-        worst = ", ".join(f"a={a['alpha']:g}: {_fmt(a['retention_worst_delta'])}" for a in per_alpha)
+        worst = ", ".join(f"a={a['alpha']:g}: {_worst(a)}" for a in per_alpha)
         return None, (f"no alpha keeps every retention benchmark within {max_drop:g} pts of the base model "
                       f"(worst change per alpha: {worst})")
     if all(a["in_domain_gain"] is None for a in ok):
@@ -57,7 +60,13 @@ def pick(per_alpha: list[dict[str, Any]], max_drop: float) -> tuple[float | None
                                   -a["alpha"]))
     return best["alpha"], (f"alpha {best['alpha']:g}: best in-domain change ({_fmt(best['in_domain_gain'])} pts) "
                            f"among the alphas whose every retention benchmark stays within {max_drop:g} pts "
-                           f"(worst {_fmt(best['retention_worst_delta'])})")
+                           f"(worst {_worst(best)})")
+
+
+def _worst(alpha: dict[str, Any]) -> str:
+    """The worst retention change of one alpha, with the benchmark it came from."""
+    name = alpha.get("retention_worst_benchmark")
+    return _fmt(alpha["retention_worst_delta"]) + (f" {name}" if name else "")
 
 
 def _fmt(value: float | None) -> str:
@@ -70,7 +79,7 @@ def interpolation_lines(section: dict[str, Any]) -> list[str]:
     for a in section["alphas"]:
         mark = " *" if a["alpha"] == section.get("picked") else ""
         lines.append(f"  alpha {a['alpha']:g}: in-domain {_fmt(a['in_domain_gain'])} / retention "
-                     f"{_fmt(a['retention_worst_delta'])}{'' if a['qualifies'] else ' (beyond tolerance)'}{mark}")
+                     f"{_worst(a)}{'' if a['qualifies'] else ' (beyond tolerance)'}{mark}")
     lines.append(f"  picked: {section['why']}")
     return lines
 
@@ -86,7 +95,7 @@ def interpolation_html(report: dict[str, Any]) -> str:
             "<th>worst retention Δ</th><th>within tolerance</th></tr>"]
     for a in section["alphas"]:
         cells = [f"{a['alpha']:g}", _fmt(a["in_domain_gain"]), _fmt(a["retention_mean_delta"]),
-                 _fmt(a["retention_worst_delta"]), "yes" if a["qualifies"] else "no"]
+                 _worst(a), "yes" if a["qualifies"] else "no"]
         tag = ("<b>", "</b>") if a["alpha"] == section.get("picked") else ("", "")
         rows.append("<tr>" + "".join(f"<td>{tag[0]}{html.escape(c)}{tag[1]}</td>" for c in cells) + "</tr>")
     rows.append("</table>")
