@@ -16,10 +16,9 @@ from selfaug_compiler.report.table import NOISE_COLUMN, fmt, noise_cell
 from selfaug_compiler.study.results import ArmResult, Cell
 
 
-
 def markers(study_name: str, rewritten_by: str = "`selfaug study run`") -> tuple[str, str]:
     """(begin, end) comment lines around ``study_name``'s generated section. A section is found
-    by the begin line's prefix up to the colon, so the hint after it may change."""
+    by the begin line up to "generated section begins", so the hint after it may change."""
     return (f"<!-- selfaug study {study_name}: generated section begins; {rewritten_by} rewrites it -->",
             f"<!-- selfaug study {study_name}: generated section ends -->")
 
