@@ -95,7 +95,7 @@ def score_generation(loaded: Any, items: list[GenItem], *, answer_type: str, max
 
     if progress is not None:
         progress(0, len(items))
-    sp = SamplingParams(temperature=0.0, max_new_tokens=max_new_tokens, stop=list(stop) if stop else None)
+    sp = SamplingParams(temperature=0.0, max_new_tokens=max_new_tokens, stop=stop)  # None: no stop strings
     gens = backend.generate([item.prompt for item in items], sp,
                             seeds=greedy_seeds(backend, len(items)), batch_size=batch_size, chat=chat,
                             on_batch=on_batch, progress=False)

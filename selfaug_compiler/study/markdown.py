@@ -16,10 +16,14 @@ from selfaug_compiler.report.table import NOISE_COLUMN, fmt, noise_cell
 from selfaug_compiler.study.results import ArmResult, Cell
 
 
+def _begin_prefix(study_name: str) -> str:
+    """What finds a study's section: its begin line without the hint after it (which may change)."""
+    return f"<!-- selfaug study {study_name}: generated section begins"
+
+
 def markers(study_name: str, rewritten_by: str = "`selfaug study run`") -> tuple[str, str]:
-    """(begin, end) comment lines around ``study_name``'s generated section. A section is found
-    by the begin line up to "generated section begins", so the hint after it may change."""
-    return (f"<!-- selfaug study {study_name}: generated section begins; {rewritten_by} rewrites it -->",
+    """(begin, end) comment lines around ``study_name``'s generated section."""
+    return (f"{_begin_prefix(study_name)}; {rewritten_by} rewrites it -->",
             f"<!-- selfaug study {study_name}: generated section ends -->")
 
 
@@ -139,8 +143,7 @@ def replace_section(path: Path, section: str, title: str, study_name: str,
         write_atomic(path, f"# {title}\n\n{block}\n")
         return
     text = path.read_text(encoding="utf-8")
-    prefix = f"<!-- selfaug study {study_name}: generated section begins"  # the hint after it may differ
-    start = text.find(prefix)
+    start = text.find(_begin_prefix(study_name))
     stop = text.find(end, start) if start >= 0 else -1
     if start >= 0 and stop >= 0:
         write_atomic(path, text[:start] + block + text[stop + len(end):])

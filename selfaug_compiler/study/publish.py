@@ -145,13 +145,14 @@ def _arm_notes(study: Study) -> str:
 def _run_links(runs: list[StudyRun], results_path: Path) -> str:
     """Every run's own report.html and report.json (written by the runs' report steps), linked
     where `_linkable`; else named by their path in the artifacts folder beside the store."""
+    linkable = [_linkable(run.report_json, results_path) for run in runs]
     lines = ["\n## Each run's report\n"]
-    if not all(_linkable(run.report_json, results_path) for run in runs):
+    if not all(linkable):
         lines.append("Reports not linked lie in the artifacts folder beside the store, outside this repository.\n")
     lines += ["| run | report.html | report.json |", "|---|---|---|"]
-    for run in runs:
+    for run, link in zip(runs, linkable):
         page = run.report_json.with_name("report.html")
-        if not _linkable(run.report_json, results_path):
+        if not link:
             folder = run.report_json.parent.name
             lines.append(f"| {run.key} | `{folder}/{page.name}` | `{folder}/{run.report_json.name}` |")
             continue
